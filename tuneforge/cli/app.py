@@ -1,0 +1,80 @@
+"""The `tuneforge` command: a thin Typer front over the library.
+
+Each command lives in its own module under `tuneforge.cli` and registers itself here. Errors of
+the :class:`~tuneforge.errors.TuneforgeError` family are printed once, in red, on stderr, and
+exit with status 1 (usage errors exit 2, as click does); `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated
+
+import typer
+import typer.core
+from rich.console import Console
+from rich.markup import escape
+
+from tuneforge import __version__
+from tuneforge.errors import TuneforgeError
+
+# Command modules, each with a `register(app)` function. Imported when the app is built so that
+# each keeps its heavy imports (torch, rtmidi, fluidsynth) inside its command bodies.
+COMMAND_MODULES: list[str] = [
+]
+
+err_console = Console(stderr=True, highlight=False)
+
+
+class _ErrorReportingGroup(typer.core.TyperGroup):
+    """Turns a TuneforgeError raised by any command into one red line and exit status 1."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except TuneforgeError as error:
+            if ctx.meta.get("tuneforge.debug"):
+                raise
+            err_console.print(f"[red]error:[/red] {escape(str(error))}")
+            ctx.exit(1)
+
+
+app = typer.Typer(
+    cls=_ErrorReportingGroup,
+    name="tuneforge",
+    help="Train recurrent models of polyphonic music, then generate, play and render music.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tuneforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")
+    ] = False,
+) -> None:
+    ctx.meta["tuneforge.debug"] = debug
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
