@@ -21,6 +21,13 @@ from tuneforge.errors import TuneforgeError
 # Command modules, each with a `register(app)` function. Imported when the app is built so that
 # each keeps its heavy imports (torch, rtmidi, fluidsynth) inside its command bodies.
 COMMAND_MODULES: list[str] = [
+    "tuneforge.cli.train_cmd",
+    "tuneforge.cli.data_cmd",
+    "tuneforge.cli.generate_cmd",
+    "tuneforge.cli.play_cmd",
+    "tuneforge.cli.render_cmd",
+    "tuneforge.cli.show_cmd",
+    "tuneforge.cli.cells_cmd",
 ]
 
 err_console = Console(stderr=True, highlight=False)

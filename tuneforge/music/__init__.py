@@ -1,1 +1,1 @@
-
+"""Music representations: piano rolls (pure numpy) and MIDI files (mido)."""

@@ -1,0 +1,1 @@
+"""Models shipped with tuneforge: NAME.safetensors + NAME.json pairs (see README.md)."""

@@ -1,0 +1,110 @@
+"""A private JACK server (dummy driver) per test, and a MIDI input that records what arrives.
+
+Import the fixture into a test module with ``from tests.jack_fixtures import jack_server``.
+Each server gets a unique name through ``JACK_DEFAULT_SERVER`` and is stopped at the end of
+the test, whatever happens; ``JACK_NO_START_SERVER`` keeps libjack from starting another.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+SAMPLE_RATE_HZ = 44100
+PERIOD_FRAMES = 128  # 2.9 ms: JACK delivers MIDI once per period
+
+
+def _need(*binaries: str) -> None:
+    missing = [b for b in binaries if shutil.which(b) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (apt-get install jackd2 fluidsynth)")
+
+
+@pytest.fixture
+def jack_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Start ``jackd -d dummy`` under a unique name; yield the name; always stop it."""
+    _need("jackd", "jack_wait")
+    name = f"tuneforge-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    command = ["jackd", "-n", name, "--no-realtime", "-d", "dummy"]
+    command += ["-r", str(SAMPLE_RATE_HZ), "-p", str(PERIOD_FRAMES)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        ready = subprocess.run(
+            ["jack_wait", "-w", "-t", "10"], capture_output=True, text=True, timeout=15
+        )
+        if ready.returncode != 0 or server.poll() is not None:
+            pytest.fail(f"jackd did not start: {ready.stdout} {ready.stderr}")
+        yield name
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+class MidiRecorder:
+    """A virtual JACK MIDI input port that stamps each message with ``time.monotonic()``."""
+
+    def __init__(self, port_name: str) -> None:
+        import rtmidi
+
+        self.port_name = port_name
+        self.messages: list[tuple[float, list[int]]] = []
+        self._lock = threading.Lock()
+        self._midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="recorder")
+        self._midi_in.open_virtual_port(port_name)
+        self._midi_in.set_callback(self._record)
+
+    def _record(self, event, _data) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.messages.append((now, list(event[0])))
+
+    def snapshot(self) -> list[tuple[float, list[int]]]:
+        """The messages so far, in arrival order."""
+        with self._lock:
+            return list(self.messages)
+
+    def wait_for(self, predicate, timeout_s: float = 10.0) -> bool:
+        """Poll until ``predicate(messages)`` holds or the time is up."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate(self.snapshot()):
+                return True
+            time.sleep(0.01)
+        return predicate(self.snapshot())
+
+    def close(self) -> None:
+        """Close the port and the client."""
+        self._midi_in.cancel_callback()
+        self._midi_in.close_port()
+        self._midi_in.delete()
+
+
+def unmatched_note_ons(messages: list[tuple[float, list[int]]]) -> list[tuple[int, int]]:
+    """(channel, note) of note-ons never ended by a note-off or an all-notes-off (CC 123)."""
+    sounding: dict[tuple[int, int], int] = {}
+    for _time, data in messages:
+        status, channel = data[0] & 0xF0, data[0] & 0x0F
+        if status == 0x90 and data[2] > 0:
+            sounding[(channel, data[1])] = sounding.get((channel, data[1]), 0) + 1
+        elif status in (0x80, 0x90):
+            if sounding.get((channel, data[1])):
+                sounding[(channel, data[1])] -= 1
+        elif status == 0xB0 and data[1] == 123:
+            for key in [k for k in sounding if k[0] == channel]:
+                sounding[key] = 0
+    return sorted(k for k, count in sounding.items() if count)

@@ -1,0 +1,81 @@
+"""A GRU recurrence with a hand-written backward, for the CPU.
+
+torch runs the LSTM on oneDNN on the CPU but has no oneDNN GRU: its CPU GRU records a dozen
+autograd nodes per step and trains about three times slower than its LSTM. This function computes
+exactly torch's GRU (gate order ``r, z, n``; ``n = tanh(gi_n + r * (W_hn h + b_hn))``;
+``h' = (1 - z) n + z h``) with the input projection done for the whole window beforehand, a
+forward loop of a few in-place ops per step, a backward loop whose per-step work is one matmul
+and a few products (every factor that does not depend on the incoming gradient is formed for
+the whole window at once), and the recurrent-weight gradient as one matmul over all steps.
+On the GPU the layers call cuDNN instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class _GRURecurrence(torch.autograd.Function):
+    """GRU over a window, time-major: gi (T, B, 3H) -> h (T, B, H)."""
+
+    @staticmethod
+    def forward(ctx, gi: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+        steps, batch, _ = gi.shape
+        hidden = h0.shape[1]
+        acts = torch.empty_like(gi)  # r, z, n after their nonlinearities
+        gh_n = gi.new_empty(steps, batch, hidden)  # W_hn h + b_hn, which r multiplies
+        hs = gi.new_empty(steps, batch, hidden)
+        hh_t = weight_hh.t()
+        h = h0
+        for t in range(steps):
+            gh = torch.addmm(bias_hh, h, hh_t)  # (B, 3H)
+            rz = torch.add(
+                gi[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=acts[t, :, : 2 * hidden]
+            )
+            rz.sigmoid_()
+            gh_n[t] = gh[:, 2 * hidden :]
+            n = torch.addcmul(
+                gi[t, :, 2 * hidden :], rz[:, :hidden], gh_n[t], out=acts[t, :, 2 * hidden :]
+            )
+            n.tanh_()
+            h = torch.addcmul(n, rz[:, hidden:], h - n, out=hs[t])
+        ctx.save_for_backward(h0, weight_hh, acts, gh_n, hs)
+        return hs
+
+    @staticmethod
+    def backward(ctx, grad_hs: Tensor):
+        h0, weight_hh, acts, gh_n, hs = ctx.saved_tensors
+        steps, batch, hidden = hs.shape
+        r, z, n = acts.split(hidden, 2)
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
+        # Factors free of the incoming gradient, for the whole window in a few large ops.
+        factor_z = (h_prev - n) * z * (1.0 - z)  # dh'/dz times sigmoid'
+        factor_n = (1.0 - z) * (1.0 - n * n)  # dh'/dn times tanh'
+        factor_r = gh_n * r * (1.0 - r)  # dn_pre/dr times sigmoid'
+        grad_gh = torch.empty_like(acts)  # gradient of W_hh h + b_hh, (T, B, 3H)
+        grad_gi_n = torch.empty_like(hs)  # of the candidate's input part
+        grad_h = torch.zeros_like(h0)
+        for t in range(steps - 1, -1, -1):
+            g = grad_h + grad_hs[t]
+            g_n = torch.mul(g, factor_n[t], out=grad_gi_n[t])
+            torch.mul(g_n, factor_r[t], out=grad_gh[t, :, :hidden])
+            torch.mul(g, factor_z[t], out=grad_gh[t, :, hidden : 2 * hidden])
+            torch.mul(g_n, r[t], out=grad_gh[t, :, 2 * hidden :])
+            grad_h = torch.addmm(g.mul_(z[t]), grad_gh[t], weight_hh)
+        grad_gi = grad_gh.clone()
+        grad_gi[:, :, 2 * hidden :] = grad_gi_n
+        flat = grad_gh.reshape(steps * batch, -1)
+        grad_weight = flat.t() @ h_prev.reshape(steps * batch, hidden)
+        return grad_gi, grad_h, grad_weight, flat.sum(0)
+
+
+def gru_sequence(
+    x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor
+) -> tuple[Tensor, Tensor]:
+    """torch's GRU over ``x`` (B, T, m) from ``h0`` (B, H); returns (B, T, H) and h_T (B, H)."""
+    batch, steps, width = x.shape
+    x_tm = x.transpose(0, 1).reshape(steps * batch, width)  # time-major rows
+    gi = torch.addmm(bias_ih, x_tm, weight_ih.t()).view(steps, batch, -1)  # (T, B, 3H)
+    hs = _GRURecurrence.apply(gi, h0, weight_hh, bias_hh)
+    return hs.transpose(0, 1), hs[-1]

@@ -1,0 +1,205 @@
+"""Residual Recurrent Unit (Zakovskis et al. 2021, "Gates are not what you need in RNNs").
+
+With ``u = [x; h]``::
+
+    a = ReLU(N(J u + b_J)),  N(v) = v / sqrt(mean(v^2) + 1e-6)    (RMS norm, no gain)
+    a = ReLU(K_k a + b_k)    for each extra layer k
+    d = dropout(a)
+    c = W_c d + b_c          (size n)       o = W_o d + b_o   (the output, size p)
+    h' = sigmoid(S) * h + Z * c
+
+Initialisation as the paper: ``Z = 0`` (ReZero, so at first ``h' = sigmoid(S) * h``),
+``sigmoid(S) ~ Uniform(0.01, 0.99)`` stored as ``s = logit(U) / 10`` and used as
+``sigmoid(10 s)``, and ``h0`` zero except its first unit, ``0.25 sqrt(n)`` (a zero state would
+be blown up by the normalisation). Middle width ``round(q (m + n))``.
+
+Speed: ``J_x x`` runs for the whole window at once, and ``o`` after the loop, since neither is
+recurrent. The recurrence is a hand-written autograd function: the forward loop keeps what
+backward needs, the backward loop computes only data gradients per step, and every weight
+gradient is one large matmul over all steps afterwards.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from tuneforge.cells.base import LayerState, RecurrentLayer
+from tuneforge.errors import ConfigError
+
+_EPS = 1e-6  # inside the RMS norm's square root
+_S_SCALE = 10.0  # sigmoid(10 s): a larger effective learning rate for S, as the authors do
+
+
+class _RRURecurrence(torch.autograd.Function):
+    """The RRU recurrence over a window, time-major; returns (d (T, B, M), h (T, B, n))."""
+
+    @staticmethod
+    def forward(ctx, xproj, h0, weight_jh, weight_c, bias_c, decay, rezero, mask, *extra):
+        steps, batch, middle = xproj.shape
+        width = h0.shape[1]
+        num_extra = len(extra) // 2
+        nrm = xproj.new_empty(steps, batch, middle)
+        rms = xproj.new_empty(steps, batch, 1)
+        acts = [xproj.new_empty(steps, batch, middle) for _ in range(num_extra + 1)]
+        ds = xproj.new_empty(steps, batch, middle) if mask is not None else acts[-1]
+        cs = xproj.new_empty(steps, batch, width)
+        hs = xproj.new_empty(steps, batch, width)
+        jh_t, c_t = weight_jh.t(), weight_c.t()
+        extra_t = [w.t() for w in extra[0::2]]
+        h = h0
+        for t in range(steps):
+            pre = torch.addmm(xproj[t], h, jh_t, out=nrm[t])
+            r = torch.mean(pre.square(), 1, keepdim=True, out=rms[t]).add_(_EPS).rsqrt_()
+            a = torch.clamp_min(pre.mul_(r), 0.0, out=acts[0][t])
+            for k in range(num_extra):
+                a = torch.addmm(extra[2 * k + 1], a, extra_t[k], out=acts[k + 1][t]).relu_()
+            d = torch.mul(a, mask[t], out=ds[t]) if mask is not None else a
+            c = torch.addmm(bias_c, d, c_t, out=cs[t])
+            h = torch.addcmul(h * decay, rezero, c, out=hs[t])
+        ctx.num_extra = num_extra
+        ctx.has_mask = mask is not None
+        ctx.save_for_backward(
+            h0, weight_jh, weight_c, decay, rezero, mask, nrm, rms, ds, cs, hs, *acts, *extra
+        )
+        return ds, hs
+
+    @staticmethod
+    def backward(ctx, grad_ds, grad_hs):
+        h0, weight_jh, weight_c, decay, rezero, mask, nrm, rms, ds, cs, hs, *rest = (
+            ctx.saved_tensors
+        )
+        num_extra = ctx.num_extra
+        acts, extra = rest[: num_extra + 1], rest[num_extra + 1 :]
+        steps, batch, middle = nrm.shape
+        width = h0.shape[1]
+        grad_h_all = torch.empty_like(hs)
+        grad_pre = torch.empty_like(nrm)
+        grad_z = [torch.empty_like(nrm) for _ in range(num_extra)]
+        grad_h = torch.zeros_like(h0)
+        for t in range(steps - 1, -1, -1):
+            grad_h = torch.add(grad_h, grad_hs[t], out=grad_h_all[t])
+            g = torch.addmm(grad_ds[t], grad_h * rezero, weight_c)  # dL/dd (B, M)
+            if ctx.has_mask:
+                g = g.mul_(mask[t])
+            for k in range(num_extra - 1, -1, -1):
+                g = g.mul_(acts[k + 1][t] > 0)
+                grad_z[k][t] = g
+                g = g @ extra[2 * k]
+            n = nrm[t]
+            g = g.mul_(n > 0)  # dL/dN
+            # RMS norm backward: r * (g - N * mean(g * N)).
+            proj = torch.mean(g * n, 1, keepdim=True)
+            g = torch.addcmul(g, n, proj, value=-1.0).mul_(rms[t])
+            grad_pre[t] = g
+            grad_h = torch.addmm(grad_h * decay, g, weight_jh)
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).reshape(-1, width)
+        flat_grad_h = grad_h_all.reshape(-1, width)
+        grad_c = flat_grad_h * rezero
+        flat_pre = grad_pre.reshape(-1, middle)
+        grads_extra = []
+        for k in range(num_extra):
+            flat_z = grad_z[k].reshape(-1, middle)
+            grads_extra += [flat_z.t() @ acts[k].reshape(-1, middle), flat_z.sum(0)]
+        return (
+            grad_pre,
+            grad_h,
+            flat_pre.t() @ h_prev,
+            grad_c.t() @ ds.reshape(-1, middle),
+            grad_c.sum(0),
+            (flat_grad_h * h_prev).sum(0),
+            (flat_grad_h * cs.reshape(-1, width)).sum(0),
+            None,
+            *grads_extra,
+        )
+
+
+class RRULayer(RecurrentLayer):
+    """Residual Recurrent Unit layer.
+
+    Args:
+        input_size: m, features per input frame.
+        hidden_size: n, units of the recurrent state.
+        middle_multiplier: q; the middle layer has ``round(q (m + n))`` units.
+        extra_layers: extra ReLU layers after the first middle layer.
+        rru_dropout: dropout rate on the middle layer (training only).
+        output_size: p, width of the output ``o``.
+
+    Shape:
+        x: (B, T, m) -> (B, T, p); state: (h,) with h (B, n).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        middle_multiplier: float = 2.0,
+        extra_layers: int = 0,
+        rru_dropout: float = 0.5,
+        output_size: int = 64,
+    ) -> None:
+        super().__init__()
+        middle = round(middle_multiplier * (input_size + hidden_size))
+        if middle < 1 or extra_layers < 0 or output_size < 1 or not 0.0 <= rru_dropout < 1.0:
+            raise ConfigError(
+                "rru needs middle_multiplier > 0, extra_layers >= 0, output_size >= 1 and "
+                f"0 <= rru_dropout < 1; got {middle_multiplier}, {extra_layers}, "
+                f"{output_size}, {rru_dropout}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.output_size = output_size
+        self.middle_size = middle
+        self.rru_dropout = rru_dropout
+        self.weight_in = nn.Parameter(torch.empty(middle, input_size + hidden_size))  # J
+        self.bias_in = nn.Parameter(torch.empty(middle))
+        self.extra = nn.ModuleList(nn.Linear(middle, middle) for _ in range(extra_layers))
+        self.weight_c = nn.Parameter(torch.empty(hidden_size, middle))
+        self.bias_c = nn.Parameter(torch.empty(hidden_size))
+        self.weight_o = nn.Parameter(torch.empty(output_size, middle))
+        self.bias_o = nn.Parameter(torch.empty(output_size))
+        self.s = nn.Parameter(torch.empty(hidden_size))  # sigmoid(10 s) is the decay sigma(S)
+        self.z = nn.Parameter(torch.empty(hidden_size))  # ReZero scale of the candidate
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier weights, zero biases, ``Z = 0``, ``sigmoid(S) ~ Uniform(0.01, 0.99)``."""
+        weights = [self.weight_in, self.weight_c, self.weight_o]
+        weights += [layer.weight for layer in self.extra]
+        for weight in weights:
+            nn.init.xavier_uniform_(weight)
+        biases = [self.bias_in, self.bias_c, self.bias_o, self.z]
+        biases += [layer.bias for layer in self.extra]
+        for bias in biases:
+            nn.init.zeros_(bias)
+        with torch.no_grad():
+            self.s.uniform_(0.01, 0.99).logit_().div_(_S_SCALE)
+
+    def decay(self) -> Tensor:
+        """sigma(S), the per-unit share of the state kept at each step, (n,)."""
+        return torch.sigmoid(_S_SCALE * self.s)
+
+    def initial_state(self, batch_size: int, like: Tensor) -> LayerState:
+        """Zeros except the first unit, ``0.25 sqrt(n)``."""
+        h = like.new_zeros(batch_size, self.hidden_size)
+        h[:, 0] = 0.25 * self.hidden_size**0.5
+        return (h,)
+
+    def forward(self, x: Tensor, state: LayerState | None = None) -> tuple[Tensor, LayerState]:
+        """Run over ``x`` (B, T, m) from ``state`` (h,)."""
+        batch, steps, _ = x.shape
+        (h0,) = self.initial_state(batch, x) if state is None else state
+        m = self.input_size
+        weight_jx, weight_jh = self.weight_in[:, :m], self.weight_in[:, m:]
+        x_tm = x.transpose(0, 1).reshape(-1, m)  # (T B, m), time-major
+        xproj = torch.addmm(self.bias_in, x_tm, weight_jx.t()).view(steps, batch, -1)
+        mask = None
+        if self.training and self.rru_dropout > 0:
+            keep = 1.0 - self.rru_dropout
+            mask = torch.empty_like(xproj).bernoulli_(keep).div_(keep)  # (T, B, M)
+        extra = [p for layer in self.extra for p in (layer.weight, layer.bias)]
+        ds, hs = _RRURecurrence.apply(
+            xproj, h0, weight_jh, self.weight_c, self.bias_c, self.decay(), self.z, mask, *extra
+        )
+        out = torch.addmm(self.bias_o, ds.reshape(-1, self.middle_size), self.weight_o.t())
+        return out.view(steps, batch, -1).transpose(0, 1), (hs[-1],)

@@ -1,0 +1,251 @@
+"""One checkpoint format and one loader.
+
+A checkpoint is a pair of files: ``NAME.safetensors`` holds every tensor (model weights, the
+optimizer's tensors, RNG states) and ``NAME.json`` holds everything else (model config, data
+settings, metrics, the optimizer's plain values, versions). Loading parses JSON and safetensors
+only, so it never executes code. Both files are written to a temporary name and moved into place
+with :func:`os.replace`, and the JSON records the SHA-256 of its tensor file, so a half-written or
+mismatched pair is reported instead of loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tuneforge import __version__
+from tuneforge.errors import CheckpointError, TuneforgeError
+from tuneforge.models.sequence import ModelConfig, SequenceModel
+
+FORMAT_VERSION = 1
+TENSOR_SUFFIX = ".safetensors"
+CONFIG_SUFFIX = ".json"
+# The checkpoint a run directory resolves to when none is named.
+DEFAULT_NAME = "best"
+
+_MODEL_PREFIX = "model."
+_OPTIMIZER_PREFIX = "optimizer."
+_EXTRA_PREFIX = "extra."
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint read back: the rebuilt model (eval mode) and everything saved beside it."""
+
+    model: SequenceModel
+    config: ModelConfig
+    meta: dict[str, Any]
+    path: Path  # the .safetensors file that was read
+    optimizer_state: dict[str, Any] | None = None  # a torch optimizer state_dict, or None
+    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # RNG states etc.
+
+
+def checkpoint_stem(path: Path | str) -> Path:
+    """The ``NAME`` prefix of a checkpoint from its tensor file, JSON file, prefix or run folder."""
+    path = Path(path)
+    if path.is_dir():
+        return path / DEFAULT_NAME
+    if path.suffix in (TENSOR_SUFFIX, CONFIG_SUFFIX):
+        return path.with_suffix("")
+    return path
+
+
+def checkpoint_hash(path: Path | str) -> str:
+    """SHA-256 (hex) of a checkpoint's tensor file; generation records it as provenance."""
+    tensor_path = checkpoint_stem(path).with_name(checkpoint_stem(path).name + TENSOR_SUFFIX)
+    if not tensor_path.is_file():
+        raise CheckpointError(f"no checkpoint at {tensor_path}; train one with `tuneforge train`")
+    return _sha256(tensor_path)
+
+
+def save_checkpoint(
+    path: Path | str,
+    model: SequenceModel,
+    *,
+    meta: dict[str, Any],
+    optimizer_state: dict[str, Any] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``model`` (and optionally an optimizer state and extra tensors) as a checkpoint.
+
+    Args:
+        path: ``NAME`` or ``NAME.safetensors``; ``NAME.json`` is written beside it.
+        model: the model whose weights and :class:`ModelConfig` are saved.
+        meta: JSON-ready metadata (steps_per_beat, data fingerprint, metrics, train config...).
+        optimizer_state: ``optimizer.state_dict()``; its tensors go to the tensor file, the rest
+            to the JSON file.
+        extra_tensors: further tensors to keep (RNG states for ``--resume``).
+
+    Returns:
+        The path of the tensor file.
+    """
+    from safetensors.torch import save_file
+
+    stem = checkpoint_stem(path) if Path(path).suffix else Path(path)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tensor_path = stem.with_name(stem.name + TENSOR_SUFFIX)
+    config_path = stem.with_name(stem.name + CONFIG_SUFFIX)
+
+    tensors = {_MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
+    optimizer_json = None
+    if optimizer_state is not None:
+        optimizer_tensors, optimizer_json = _split_optimizer_state(optimizer_state)
+        tensors.update({_OPTIMIZER_PREFIX + k: v for k, v in optimizer_tensors.items()})
+    for name, tensor in (extra_tensors or {}).items():
+        tensors[_EXTRA_PREFIX + name] = tensor
+    # safetensors wants contiguous CPU tensors that share no memory.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+    tmp_tensor = _temp_path(tensor_path)
+    try:
+        save_file(tensors, str(tmp_tensor))
+        digest = _sha256(tmp_tensor)
+        os.replace(tmp_tensor, tensor_path)
+    finally:
+        tmp_tensor.unlink(missing_ok=True)
+
+    document = {
+        "format_version": FORMAT_VERSION,
+        "tuneforge_version": __version__,
+        "tensor_file": tensor_path.name,
+        "tensor_sha256": digest,
+        "model_config": model.config.to_dict(),
+        "meta": meta,
+        "optimizer": optimizer_json,
+    }
+    tmp_config = _temp_path(config_path)
+    try:
+        tmp_config.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp_config, config_path)
+    finally:
+        tmp_config.unlink(missing_ok=True)
+    return tensor_path
+
+
+def load_checkpoint(path: Path | str, *, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Read a checkpoint and rebuild its model in eval mode on ``device``.
+
+    ``path`` may be the ``.safetensors`` file, the ``.json`` file, the ``NAME`` prefix, or a run
+    folder (then its ``best`` checkpoint). Raises :class:`CheckpointError` when the files are
+    missing, corrupt, mismatched, or of another format version.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    stem = checkpoint_stem(path)
+    tensor_path = stem.with_name(stem.name + TENSOR_SUFFIX)
+    config_path = stem.with_name(stem.name + CONFIG_SUFFIX)
+    for needed in (tensor_path, config_path):
+        if not needed.is_file():
+            raise CheckpointError(
+                f"no checkpoint file {needed}; pass a run folder or a NAME.safetensors "
+                "written by `tuneforge train`"
+            )
+    try:
+        document = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{config_path} is not valid JSON ({error}); retrain or restore it"
+        ) from None
+    if not isinstance(document, dict) or "format_version" not in document:
+        raise CheckpointError(f"{config_path} is not a tuneforge checkpoint (no format_version)")
+    version = document["format_version"]
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_path} has checkpoint format {version}, this tuneforge reads format "
+            f"{FORMAT_VERSION}; use the tuneforge version that wrote it "
+            f"({document.get('tuneforge_version', 'unknown')}) or retrain"
+        )
+    if document.get("tensor_sha256") != _sha256(tensor_path):
+        raise CheckpointError(
+            f"{tensor_path} does not match {config_path.name} (corrupt or from another save); "
+            "restore both files together or retrain"
+        )
+    try:
+        tensors = load_file(str(tensor_path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{tensor_path} is corrupt ({error}); retrain or restore it"
+        ) from None
+
+    try:
+        config = ModelConfig.from_dict(document["model_config"])
+        model = SequenceModel(config)
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{config_path} has an unusable model_config ({error})") from None
+    except TuneforgeError as error:
+        raise CheckpointError(
+            f"{config_path} names a model this tuneforge cannot build: {error}"
+        ) from None
+    weights = _take_prefixed(tensors, _MODEL_PREFIX)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"{tensor_path} does not fit its config: {first_line}") from None
+    model.to(device).eval()
+
+    optimizer_state = None
+    if document.get("optimizer") is not None:
+        optimizer_state = _join_optimizer_state(
+            _take_prefixed(tensors, _OPTIMIZER_PREFIX), document["optimizer"]
+        )
+    return LoadedCheckpoint(
+        model=model,
+        config=config,
+        meta=document.get("meta") or {},
+        path=tensor_path,
+        optimizer_state=optimizer_state,
+        extra_tensors=_take_prefixed(tensors, _EXTRA_PREFIX),
+    )
+
+
+def _split_optimizer_state(
+    state_dict: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split a torch optimizer state_dict into flat tensors and a JSON-ready rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for param_id, entries in state_dict["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{param_id}.{key}"] = value
+            else:
+                plain.setdefault(str(param_id), {})[key] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "plain": plain}
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict:
+    """Inverse of :func:`_split_optimizer_state`."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        param_id, key = name.split(".", 1)
+        state.setdefault(int(param_id), {})[key] = tensor
+    for param_id, entries in rest.get("plain", {}).items():
+        state.setdefault(int(param_id), {}).update(entries)
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def _take_prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _temp_path(final: Path) -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

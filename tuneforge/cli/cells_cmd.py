@@ -1,0 +1,78 @@
+"""`tuneforge cells`: every recurrent cell with its description, paper and parameter count."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `cells` command to ``app``."""
+    app.command("cells")(cells)
+
+
+def cells(
+    input_size: Annotated[
+        int, typer.Option(min=1, help="Features per input frame (88 for a piano roll).")
+    ] = 88,
+    hidden_size: Annotated[int, typer.Option(min=1, help="Units per recurrent layer.")] = 256,
+    num_layers: Annotated[int, typer.Option(min=1, help="Recurrent layers stacked.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List every recurrent cell: name, kernel, parameters, description, paper and options."""
+    # Imported here so that `tuneforge --help` does not load torch.
+    from tuneforge.cells import ALIASES, CELLS, count_parameters
+
+    aliases: dict[str, list[str]] = {}
+    for alias, canonical in ALIASES.items():
+        aliases.setdefault(canonical, []).append(alias)
+    rows = []
+    for name, info in CELLS.items():
+        rows.append(
+            {
+                "name": name,
+                "aliases": aliases.get(name, []),
+                "kernel": "fused" if info.fused else "loop",
+                "parameters": count_parameters(
+                    name, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers
+                ),
+                "description": info.description,
+                "paper": info.paper,
+                "options": dict(info.options),
+            }
+        )
+    if as_json:
+        settings = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers}
+        typer.echo(json.dumps({"settings": settings, "cells": rows}, indent=2))
+        return
+    _print_table(rows, input_size, hidden_size, num_layers)
+
+
+def _print_table(rows: list[dict], input_size: int, hidden_size: int, num_layers: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"cells (input {input_size}, hidden {hidden_size}, {num_layers} layer(s))",
+        show_lines=False,
+    )
+    table.add_column("cell", style="bold")
+    table.add_column("kernel")
+    table.add_column("parameters", justify="right")
+    table.add_column("description")
+    table.add_column("paper", style="dim")
+    table.add_column("options (defaults)")
+    for row in rows:
+        name = row["name"] + "".join(f" ({alias})" for alias in row["aliases"])
+        options = ", ".join(f"{key}={value}" for key, value in row["options"].items())
+        table.add_row(
+            name,
+            row["kernel"],
+            f"{row['parameters']:,}",
+            row["description"],
+            row["paper"],
+            options or "-",
+        )
+    Console().print(table)

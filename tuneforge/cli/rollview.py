@@ -1,0 +1,198 @@
+"""Piano rolls drawn in the terminal (rich) and as PNG images (matplotlib, Agg backend).
+
+Pitch runs upward, time to the right; bar lines mark each bar and the left axis names every
+pitch. When the roll is wider than the terminal, several steps share a column (a column is lit
+when any of its steps sounds). A per-frame log-likelihood can be shown as a strip underneath.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.text import Text
+
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+STRIP_LEVELS = " ▁▂▃▄▅▆▇█"
+LABEL_WIDTH = 5  # "C#-1" plus a space
+PADDING_PITCHES = 2  # rows shown above and below the sounding range
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name of a MIDI pitch: 60 -> "C4", 21 -> "A0"."""
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def bar_steps_of(steps_per_beat: int, time_signature: tuple[int, int] | None = None) -> int:
+    """Steps in one bar: ``numerator`` beats of ``4 / denominator`` quarter notes (4/4 default)."""
+    numerator, denominator = time_signature or (4, 4)
+    return max(1, round(steps_per_beat * numerator * 4 / denominator))
+
+
+def _pitch_window(roll: np.ndarray, lowest_pitch: int) -> tuple[int, int]:
+    """(low, high) MIDI pitches to draw: the sounding range with a little padding."""
+    num_pitches = roll.shape[1]
+    used = np.flatnonzero(roll.any(axis=0))
+    if used.size == 0:
+        low, high = 60 - lowest_pitch - 6, 60 - lowest_pitch + 6  # an empty roll shows C4 +- 6
+    else:
+        low, high = int(used[0]) - PADDING_PITCHES, int(used[-1]) + PADDING_PITCHES
+    low, high = max(0, low), min(num_pitches - 1, high)
+    return lowest_pitch + low, lowest_pitch + high
+
+
+class PianoRollView:
+    """A rich renderable of a ``(T, P)`` roll, optionally with a log-likelihood strip."""
+
+    def __init__(
+        self,
+        roll: np.ndarray,
+        *,
+        steps_per_beat: int,
+        lowest_pitch: int = 21,
+        time_signature: tuple[int, int] | None = None,
+        frame_scores: np.ndarray | None = None,
+    ) -> None:
+        self.roll = np.asarray(roll, dtype=bool)
+        self.steps_per_beat = steps_per_beat
+        self.lowest_pitch = lowest_pitch
+        self.bar_steps = bar_steps_of(steps_per_beat, time_signature)
+        self.frame_scores = None if frame_scores is None else np.asarray(frame_scores, float)
+
+    def _columns(self, width: int) -> tuple[int, int]:
+        """(steps per column, number of columns) that fit ``width`` characters of roll."""
+        length = max(1, len(self.roll))
+        steps_per_column = max(1, math.ceil(length / max(1, width)))
+        return steps_per_column, math.ceil(length / steps_per_column)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Draw the roll to fit the console's width."""
+        steps_per_column, num_columns = self._columns(options.max_width - LABEL_WIDTH - 1)
+        length = len(self.roll)
+        padded = np.zeros((num_columns * steps_per_column, self.roll.shape[1]), dtype=bool)
+        padded[:length] = self.roll
+        lit = padded.reshape(num_columns, steps_per_column, -1).any(axis=1)  # (C, P)
+        starts = np.arange(num_columns) * steps_per_column
+        # A column shows a bar line when a bar begins within its steps.
+        bar_start = (starts + steps_per_column - 1) // self.bar_steps > (
+            starts - 1
+        ) // self.bar_steps
+        bar_start[0] = False
+        low, high = _pitch_window(self.roll, self.lowest_pitch)
+        for pitch in range(high, low - 1, -1):
+            name = pitch_name(pitch)
+            black = "#" in name
+            line = Text(
+                f"{name:>{LABEL_WIDTH - 1}} ",
+                style="bold" if name[0] == "C" and not black else "dim",
+            )
+            column = lit[:, pitch - self.lowest_pitch]
+            for c in range(num_columns):
+                if column[c]:
+                    line.append("█", style="cyan" if black else "bright_cyan")
+                elif bar_start[c]:
+                    line.append("│", style="grey50")
+                else:
+                    line.append("·" if not black else " ", style="grey23")
+            yield line
+        yield self._bar_axis(bar_start, steps_per_column, num_columns)
+        if self.frame_scores is not None:
+            yield from self._strip(steps_per_column, num_columns)
+
+    def _bar_axis(self, bar_start: np.ndarray, steps_per_column: int, num_columns: int) -> Text:
+        """Bar numbers under the bar lines, and the scale of a column."""
+        axis = [" "] * num_columns
+        for c in [0, *np.flatnonzero(bar_start).tolist()]:
+            first_bar = -(-(c * steps_per_column) // self.bar_steps)  # first bar starting here
+            label = str(first_bar + 1)
+            # Skip a number that would run into the previous one.
+            if all(ch == " " for ch in axis[max(0, c - 1) : c + len(label)]):
+                axis[c : c + len(label)] = list(label)
+        scale = f" x{steps_per_column} steps/col" if steps_per_column > 1 else ""
+        text = " " * LABEL_WIDTH + "".join(axis)[:num_columns]
+        return Text(text + scale, style="dim", no_wrap=True, overflow="crop")
+
+    def _strip(self, steps_per_column: int, num_columns: int):
+        """The log-likelihood strip: taller is likelier; then the totals."""
+        scores = self.frame_scores
+        padded = np.full(num_columns * steps_per_column, np.nan)
+        padded[: len(scores)] = scores
+        grouped = padded.reshape(num_columns, steps_per_column)
+        with np.errstate(all="ignore"):
+            valid = ~np.isnan(grouped)
+            counts = valid.sum(axis=1)
+            means = np.where(counts > 0, np.nansum(grouped, axis=1) / np.maximum(counts, 1), np.nan)
+        finite = means[~np.isnan(means)]
+        line = Text(f"{'LL':>{LABEL_WIDTH - 1}} ", style="bold")
+        low, high = (finite.min(), finite.max()) if finite.size else (0.0, 0.0)
+        span = high - low if high > low else 1.0
+        for value in means:
+            if np.isnan(value):
+                line.append(" ")
+                continue
+            level = 1 + int(round((value - low) / span * (len(STRIP_LEVELS) - 2)))
+            line.append(STRIP_LEVELS[level], style="yellow")
+        yield line
+        scored = scores[~np.isnan(scores)]
+        total = float(scored.sum()) if scored.size else 0.0
+        per_frame = total / scored.size if scored.size else float("nan")
+        yield Text(
+            f"log-likelihood {total:.2f} nats over {scored.size} frames "
+            f"({per_frame:.3f} nats/frame; strip from {low:.2f} to {high:.2f})",
+            style="dim",
+        )
+
+
+def write_roll_png(
+    roll: np.ndarray,
+    path: str | Path,
+    *,
+    steps_per_beat: int,
+    lowest_pitch: int = 21,
+    time_signature: tuple[int, int] | None = None,
+    frame_scores: np.ndarray | None = None,
+    title: str | None = None,
+) -> Path:
+    """Draw the roll (and the log-likelihood per frame, when given) into a PNG file."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    roll = np.asarray(roll, dtype=bool)
+    length = max(1, len(roll))
+    low, high = _pitch_window(roll, lowest_pitch)
+    beats = length / steps_per_beat
+    rows = 2 if frame_scores is not None else 1
+    figure = Figure(figsize=(min(24.0, 4 + beats / 4), 6 if rows == 2 else 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(rows, 1, height_ratios=[4, 1][:rows])
+    axes = figure.add_subplot(grid[0])
+    window = roll[:, low - lowest_pitch : high - lowest_pitch + 1].T  # (pitches, T)
+    axes.imshow(
+        window,
+        origin="lower",
+        aspect="auto",
+        cmap="Blues",
+        interpolation="nearest",
+        extent=(0, length / steps_per_beat, low - 0.5, high + 0.5),
+    )
+    bar_beats = bar_steps_of(steps_per_beat, time_signature) / steps_per_beat
+    for bar in np.arange(bar_beats, beats, bar_beats):
+        axes.axvline(bar, color="0.6", linewidth=0.6)
+    ticks = [p for p in range(low, high + 1) if p % 12 == 0] or [low]
+    axes.set_yticks(ticks, [pitch_name(p) for p in ticks])
+    axes.set_ylabel("pitch")
+    axes.set_title(title or "")
+    if frame_scores is not None:
+        strip = figure.add_subplot(grid[1], sharex=axes)
+        times = (np.arange(len(frame_scores)) + 0.5) / steps_per_beat
+        strip.plot(times, frame_scores, color="tab:orange", linewidth=0.8)
+        strip.set_ylabel("log-lik (nats)")
+        strip.set_xlabel("beats")
+    else:
+        axes.set_xlabel("beats")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, format="png")
+    return path

@@ -1,0 +1,121 @@
+"""`tuneforge show` (a MIDI file's piano roll in the terminal or as PNG) and `tuneforge score`
+(the model's log-likelihood of each frame, as a strip under the roll)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(highlight=False)
+
+
+def _first_time_signature(piece) -> tuple[int, int] | None:
+    return (
+        (piece.time_signatures[0][1], piece.time_signatures[0][2])
+        if piece.time_signatures
+        else None
+    )
+
+
+def show(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="MIDI file to show.")],
+    steps_per_beat: Annotated[int, typer.Option(help="Time resolution: steps per beat.")] = 4,
+    png: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="Also write a PNG image.")
+    ] = None,
+) -> None:
+    """Draw a MIDI file's piano roll: pitch up, time right, bar lines, note names."""
+    from tuneforge.cli.rollview import PianoRollView, write_roll_png
+    from tuneforge.music.midi import read_midi
+
+    piece = read_midi(file, steps_per_beat=steps_per_beat)
+    signature = _first_time_signature(piece)
+    console.print(
+        f"[bold]{file.name}[/bold]: {piece.num_notes} notes, {piece.length_steps} steps, "
+        f"{piece.duration_s:.1f} s"
+    )
+    console.print(
+        PianoRollView(piece.roll, steps_per_beat=steps_per_beat, time_signature=signature)
+    )
+    if png is not None:
+        write_roll_png(
+            piece.roll,
+            png,
+            steps_per_beat=steps_per_beat,
+            time_signature=signature,
+            title=file.name,
+        )
+        console.print(f"wrote {png}")
+
+
+def score(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="MIDI file to score.")],
+    model: Annotated[
+        str | None, typer.Option(help="Checkpoint path or shipped model name (default: default).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    png: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="Also write a PNG image.")
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="Device for the model: cpu, cuda, mps or auto.")
+    ] = "cpu",
+) -> None:
+    """Score a MIDI file with a model: log-likelihood per frame and in total."""
+    from tuneforge.cli.rollview import PianoRollView, write_roll_png
+    from tuneforge.generate import load_generator
+    from tuneforge.music.midi import read_midi
+    from tuneforge.sample import score_frames
+
+    generator = load_generator(model, device=device)
+    spb = generator.steps_per_beat
+    piece = read_midi(file, steps_per_beat=spb)
+    per_frame = score_frames(generator.model, piece.roll)
+    scored = per_frame[1:]
+    total = float(scored.sum())
+    if as_json:
+        document = {
+            "file": file.name,
+            "model": generator.name,
+            "model_sha256": generator.model_sha256,
+            "steps_per_beat": spb,
+            "scored_frames": int(scored.size),
+            "log_likelihood": total,
+            "nll_per_frame": -total / scored.size,
+            # Frame 0 is never predicted; JSON has no NaN, so it is null.
+            "frame_log_likelihood": [None if math.isnan(v) else float(v) for v in per_frame],
+        }
+        typer.echo(json.dumps(document, indent=2))
+    else:
+        signature = _first_time_signature(piece)
+        console.print(
+            f"[bold]{file.name}[/bold] under {generator.name}: "
+            f"{-total / scored.size:.3f} nats/frame NLL"
+        )
+        console.print(
+            PianoRollView(
+                piece.roll, steps_per_beat=spb, time_signature=signature, frame_scores=per_frame
+            )
+        )
+    if png is not None:
+        write_roll_png(
+            piece.roll,
+            png,
+            steps_per_beat=spb,
+            time_signature=_first_time_signature(piece),
+            frame_scores=per_frame,
+            title=f"{file.name} under {generator.name}",
+        )
+        if not as_json:
+            console.print(f"wrote {png}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `show` and `score` to the app."""
+    app.command()(show)
+    app.command()(score)

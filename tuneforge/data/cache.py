@@ -1,0 +1,159 @@
+"""On-disk cache of parsed MIDI folders, keyed by file content and read settings.
+
+One *pack* per (folder, settings) holds the result of every file it has seen, each entry keyed
+by the hash of the file's bytes: a changed file misses, an unchanged one hits, a renamed one
+still hits. A pack is two files, written atomically: ``<key>.json`` (the entries: content hash,
+report, offset into the frames) and ``<key>.npz`` (all rolls concatenated, bit-packed along the
+pitch axis, loaded with ``allow_pickle=False``). No pickle is involved, so a cache is safe to load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tuneforge.data.report import FileReport
+from tuneforge.errors import ConfigError, DataError
+from tuneforge.music.pianoroll import NUM_PITCHES
+
+CACHE_ENV = "TUNEFORGE_CACHE_DIR"
+CACHE_FORMAT = 1  # bump when the pack layout or the meaning of a setting changes
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """The options of :func:`~tuneforge.music.midi.read_midi` that change its result."""
+
+    steps_per_beat: int = 4
+    keep_percussion: bool = False
+    fold_octaves: bool = False
+    max_steps: int = 100_000
+
+    def validate(self) -> None:
+        """Raise ConfigError for a setting no file could be read with."""
+        if self.steps_per_beat < 1:
+            raise ConfigError(f"steps_per_beat must be >= 1, got {self.steps_per_beat}")
+        if self.max_steps < 2:
+            raise ConfigError(f"max_steps must be >= 2, got {self.max_steps}")
+
+    def key(self) -> str:
+        """A stable text form, part of every cache key; a new tuneforge version is a new key,
+        since a newer reader may read the same bytes differently."""
+        from tuneforge import __version__
+
+        fields = {"format": CACHE_FORMAT, "version": __version__, **asdict(self)}
+        return json.dumps(fields, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A cached result: the file's report (path as first seen) and its roll if it was used."""
+
+    report: FileReport
+    roll: np.ndarray | None  # (T, 88) uint8
+
+
+def content_hash(data: bytes) -> str:
+    """The hex digest that identifies a file's content in the cache."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def resolve_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir`` if given, else ``$TUNEFORGE_CACHE_DIR``, else the user's cache directory."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("tuneforge"))
+
+
+def _pack_stem(cache_dir: Path, folder: Path, settings: ReadSettings) -> Path:
+    key = hashlib.sha256(f"{folder.resolve()}\n{settings.key()}".encode()).hexdigest()[:32]
+    return cache_dir / "folders" / key
+
+
+def load_pack(cache_dir: Path, folder: Path, settings: ReadSettings) -> dict[str, CacheEntry]:
+    """Cached results for ``folder`` under ``settings``, by content hash; {} on a miss.
+
+    A pack that cannot be read (partly written, from another version) counts as a miss: the
+    cache only ever saves work, it never makes a run fail.
+    """
+    stem = _pack_stem(cache_dir, folder, settings)
+    try:
+        index = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+        if index.get("format") != CACHE_FORMAT or index.get("settings") != settings.key():
+            return {}
+        with np.load(stem.with_suffix(".npz"), allow_pickle=False) as arrays:
+            bits = arrays["bits"]
+            token = bytes(arrays["token"]).hex()
+        if token != index.get("token"):  # the two halves come from different writers
+            return {}
+            token = bytes(arrays["token"]).hex()
+        if token != index.get("token"):  # the two halves come from different writers
+            return {}
+        frames = np.unpackbits(bits, axis=1, count=NUM_PITCHES) if bits.size else bits
+        entries = {}
+        for item in index["entries"]:
+            offset, length = item["offset"], item["length"]
+            roll = frames[offset : offset + length] if length else None
+            entries[item["hash"]] = CacheEntry(FileReport.from_dict(item["report"]), roll)
+        return entries
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def save_pack(
+    cache_dir: Path, folder: Path, settings: ReadSettings, entries: dict[str, CacheEntry]
+) -> None:
+    """Write the pack of ``folder`` (replacing an older one atomically)."""
+    stem = _pack_stem(cache_dir, folder, settings)
+    items, rolls, offset = [], [], 0
+    for digest, entry in entries.items():
+        length = 0 if entry.roll is None else int(entry.roll.shape[0])
+        items.append(
+            {"hash": digest, "offset": offset, "length": length, "report": entry.report.to_dict()}
+        )
+        if length:
+            rolls.append(entry.roll)
+        offset += length
+    frames = np.concatenate(rolls) if rolls else np.zeros((0, NUM_PITCHES), dtype=np.uint8)
+    # A token shared by both halves: two runs writing the same pack at once cannot pair one
+    # run's index with the other's frames.
+    token = os.urandom(16)
+    index = {
+        "format": CACHE_FORMAT,
+        "settings": settings.key(),
+        "folder": str(folder.resolve()),
+        "token": token.hex(),
+        "entries": items,
+    }
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        # The .npz goes first: a reader finds a new index only once its frames are in place.
+        arrays = {"bits": np.packbits(frames, axis=1), "token": np.frombuffer(token, np.uint8)}
+        _atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+        _atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(index).encode()))
+    except OSError as error:
+        raise DataError(
+            f"cannot write the cache in {cache_dir} ({error.strerror}); "
+            f"pass --cache-dir or set {CACHE_ENV} to a writable folder"
+        ) from error
+
+
+def _atomic_write(path: Path, write) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,225 @@
+"""From a checkpoint to MIDI files with provenance: the pipeline behind `tuneforge generate`.
+
+Every output records where it came from (model hash, cell, temperature, seed, primer, options)
+in a text meta event of the MIDI file and in a sidecar JSON beside it. Nothing time-dependent
+goes into either, so the same model, options and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tuneforge import __version__
+from tuneforge.errors import ConfigError
+from tuneforge.sample import SamplingOptions, sample_stream
+
+PROVENANCE_PREFIX = "tuneforge-provenance "  # starts the MIDI text meta event
+FILE_PREFIX = "tuneforge"
+
+
+@dataclass
+class Generator:
+    """A loaded model and what identifies it, ready to sample from."""
+
+    model: torch.nn.Module
+    name: str  # the shipped name or the checkpoint's file stem
+    model_sha256: str
+    steps_per_beat: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def load_generator(spec: str | None, *, device: str = "cpu") -> Generator:
+    """Load the model ``spec`` names (a checkpoint path or a shipped name; None: the default)."""
+    from tuneforge.checkpoint import checkpoint_hash, load_checkpoint
+    from tuneforge.device import choose_device
+    from tuneforge.shipped import DEFAULT_MODEL, resolve_model
+
+    path = resolve_model(spec)
+    loaded = load_checkpoint(path, device=choose_device(device))
+    shipped_name = spec if spec is not None and path.name == f"{spec}.safetensors" else None
+    name = shipped_name or (DEFAULT_MODEL if spec is None else loaded.path.stem)
+    return Generator(
+        model=loaded.model,
+        name=name,
+        model_sha256=checkpoint_hash(loaded.path),
+        steps_per_beat=int(loaded.meta.get("steps_per_beat", 4)),
+        config=loaded.config.to_dict(),
+    )
+
+
+@dataclass(frozen=True)
+class Primer:
+    """The opening a piece continues: its frames and where they came from."""
+
+    roll: np.ndarray  # (T0, P) uint8
+    file_name: str
+    sha256: str
+    beats: float | None  # how many beats were asked for; None: the whole file
+
+
+def read_primer(path: str | Path, *, steps_per_beat: int, beats: float | None = None) -> Primer:
+    """Read a MIDI file as a primer, keeping its first ``beats`` beats (all when None)."""
+    from tuneforge.music.midi import read_midi
+
+    path = Path(path)
+    if beats is not None and not beats > 0:
+        raise ConfigError(f"--primer-beats must be > 0, got {beats}")
+    piece = read_midi(path, steps_per_beat=steps_per_beat)
+    roll = piece.roll
+    if beats is not None:
+        roll = roll[: max(1, round(beats * steps_per_beat))]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Primer(roll=np.ascontiguousarray(roll), file_name=path.name, sha256=digest, beats=beats)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to generate."""
+
+    num_steps: int  # sampled steps per piece (the primer comes on top)
+    num_pieces: int = 1
+    seed: int = 0
+    options: SamplingOptions = field(default_factory=SamplingOptions)
+    primer: Primer | None = None
+    tempo_bpm: float = 120.0
+    program: int = 0  # General MIDI program of the written files
+
+
+@dataclass(frozen=True)
+class GeneratedPiece:
+    """One written piece."""
+
+    midi_path: Path
+    sidecar_path: Path
+    roll: np.ndarray  # (T, P) uint8, primer included
+    provenance: dict[str, Any]
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the piece at the tempo it was written with."""
+        spb = self.provenance["steps_per_beat"]
+        return len(self.roll) * 60.0 / (self.provenance["tempo_bpm"] * spb)
+
+
+def provenance_of(generator: Generator, request: Request, piece_index: int) -> dict[str, Any]:
+    """The record of where piece ``piece_index`` of ``request`` comes from."""
+    primer = request.primer
+    return {
+        "generator": f"tuneforge {__version__}",
+        "model": generator.name,
+        "model_sha256": generator.model_sha256,
+        "cell": generator.config.get("cell"),
+        "hidden_size": generator.config.get("hidden_size"),
+        "num_layers": generator.config.get("num_layers"),
+        "temperature": request.options.temperature,
+        "seed": request.seed,
+        "piece": piece_index + 1,
+        "num_pieces": request.num_pieces,
+        "sampled_steps": request.num_steps,
+        "steps_per_beat": generator.steps_per_beat,
+        "tempo_bpm": request.tempo_bpm,
+        "program": request.program,
+        "options": request.options.to_dict(),
+        "primer": None
+        if primer is None
+        else {
+            "file": primer.file_name,
+            "sha256": primer.sha256,
+            "beats": primer.beats,
+            "steps": len(primer.roll),
+        },
+    }
+
+
+def generate(
+    generator: Generator,
+    request: Request,
+    out_dir: str | Path,
+    *,
+    consume: Callable[[Iterator[np.ndarray]], None] | None = None,
+) -> list[GeneratedPiece]:
+    """Sample ``request.num_pieces`` pieces in one batch and write MIDI + sidecar JSON each.
+
+    ``consume``, when given, receives the frames ``(P,)`` of the first piece as they are
+    sampled (e.g. to play them live) and drives the sampling. If it stops early, for instance
+    on Ctrl-C, the rest is still sampled and written before the interruption propagates.
+    """
+    from tuneforge.music.midi import roll_to_midi
+
+    if request.tempo_bpm <= 0:
+        raise ConfigError(f"tempo must be > 0 bpm, got {request.tempo_bpm}")
+    if not 0 <= request.program <= 127:
+        raise ConfigError(f"program must be a General MIDI program 0..127, got {request.program}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    primer_roll = None if request.primer is None else request.primer.roll
+    stream = sample_stream(
+        generator.model,
+        num_steps=request.num_steps,
+        batch_size=request.num_pieces,
+        options=request.options,
+        seed=request.seed,
+        primer=primer_roll,
+    )
+    frames: list[torch.Tensor] = []
+
+    def first_piece() -> Iterator[np.ndarray]:
+        if primer_roll is not None:
+            yield from primer_roll
+        for frame in stream:  # (B, P)
+            frames.append(frame)
+            yield frame[0].numpy()
+
+    interrupted: BaseException | None = None
+    if consume is not None:
+        try:
+            consume(first_piece())
+        except KeyboardInterrupt as error:
+            interrupted = error
+    frames.extend(stream)  # whatever the consumer did not pull
+    if len(frames) < request.num_steps:
+        # Ctrl-C landed inside the sampler itself, which cannot resume: nothing to write.
+        raise interrupted or KeyboardInterrupt
+    sampled = torch.stack(frames, dim=1).numpy()  # (B, T, P)
+
+    pieces = []
+    for index in range(request.num_pieces):
+        roll = sampled[index]
+        if primer_roll is not None and len(primer_roll):
+            roll = np.concatenate([primer_roll.astype(np.uint8), roll])
+        record = provenance_of(generator, request, index)
+        stem = f"{FILE_PREFIX}-{generator.name}-s{request.seed}-{index + 1:02d}"
+        midi_path = roll_to_midi(
+            roll,
+            out_dir / f"{stem}.mid",
+            steps_per_beat=generator.steps_per_beat,
+            tempo_bpm=request.tempo_bpm,
+            program=request.program,
+            text_meta=PROVENANCE_PREFIX + json.dumps(record, sort_keys=True, separators=(",", ":")),
+        )
+        sidecar_path = out_dir / f"{stem}.json"
+        sidecar = {**record, "midi_file": midi_path.name, "length_steps": int(len(roll))}
+        sidecar_path.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n", "utf-8")
+        pieces.append(GeneratedPiece(midi_path, sidecar_path, roll, record))
+    if interrupted is not None:
+        raise interrupted
+    return pieces
+
+
+def read_provenance(midi_path: str | Path) -> dict[str, Any] | None:
+    """The provenance record a generated MIDI file carries, or None if it has none."""
+    import mido
+
+    for track in mido.MidiFile(Path(midi_path)).tracks:
+        for message in track:
+            if message.type == "text" and message.text.startswith(PROVENANCE_PREFIX):
+                return json.loads(message.text[len(PROVENANCE_PREFIX) :])
+    return None

@@ -1,0 +1,229 @@
+"""Live MIDI output through python-rtmidi, scheduled against a monotonic clock.
+
+Every message is sent at ``start + time_s`` read from :func:`time.monotonic`, never after a
+chain of relative sleeps, so timing errors do not add up over a long piece. However playback
+ends (the last note, Ctrl-C, an error), :func:`panic` releases every sounding note and sends
+sustain-off and all-notes-off on all 16 channels, so nothing keeps ringing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tuneforge.errors import PlaybackError
+from tuneforge.music.events import TimedMessage
+
+NUM_CHANNELS = 16
+CC_SUSTAIN = 64
+CC_ALL_NOTES_OFF = 123
+CLIENT_NAME = "tuneforge"
+
+SYNTH_HINT = (
+    "start a synth, e.g. `fluidsynth -a pulseaudio -m jack /usr/share/sounds/sf2/default-GM.sf2`"
+    " (or `-m alsa_seq`), or pass --virtual NAME and connect a synth to it"
+)
+
+
+def _rtmidi():
+    """Import rtmidi lazily: it loads ALSA/JACK libraries that `--help` should not need."""
+    try:
+        import rtmidi
+    except ImportError as error:  # pragma: no cover - rtmidi is a declared dependency
+        raise PlaybackError(
+            "python-rtmidi is not installed; run `pip install python-rtmidi`"
+        ) from error
+    return rtmidi
+
+
+def api_names() -> list[str]:
+    """Names of the MIDI APIs this rtmidi build supports, in rtmidi's order of preference."""
+    rtmidi = _rtmidi()
+    return [rtmidi.get_api_name(api) for api in rtmidi.get_compiled_api()]
+
+
+def _apis_to_try(api: str) -> list[tuple[str, int]]:
+    """``(name, rtmidi constant)`` pairs for ``api``: one API, or all compiled ones for auto."""
+    rtmidi = _rtmidi()
+    compiled = [(rtmidi.get_api_name(a), a) for a in rtmidi.get_compiled_api()]
+    # The dummy API opens fine and plays nothing; auto must never settle on it.
+    real = [(name, a) for name, a in compiled if a != rtmidi.API_RTMIDI_DUMMY]
+    if api == "auto":
+        return real
+    for name, constant in compiled:
+        if name == api:
+            return [(name, constant)]
+    choices = ", ".join(["auto", *(name for name, _ in compiled)])
+    raise PlaybackError(f"unknown MIDI API {api!r}; choose one of: {choices}")
+
+
+def _open_client(api_name: str, api_constant: int):
+    """An rtmidi MidiOut on one API, or None where that API cannot be used here."""
+    rtmidi = _rtmidi()
+    try:
+        return rtmidi.MidiOut(api_constant, name=CLIENT_NAME)
+    except rtmidi.SystemError:
+        return None
+
+
+def list_output_ports(api: str = "auto") -> dict[str, list[str]]:
+    """Output ports per usable API: ``{"jack": ["fluidsynth:midi"], ...}``."""
+    ports: dict[str, list[str]] = {}
+    for name, constant in _apis_to_try(api):
+        client = _open_client(name, constant)
+        if client is None:
+            continue
+        try:
+            ports[name] = list(client.get_ports())
+        finally:
+            client.delete()
+    return ports
+
+
+@dataclass
+class MidiOutput:
+    """An open rtmidi output and a description of where it goes (for messages to the user)."""
+
+    client: Any  # rtmidi.MidiOut
+    api: str
+    port_name: str
+
+    def send(self, data: list[int] | bytes) -> None:
+        """Send one raw MIDI message."""
+        self.client.send_message(data)
+
+    def close(self) -> None:
+        """Close the port and the client."""
+        self.client.close_port()
+        self.client.delete()
+
+
+def open_output(
+    port: str | None = None, *, virtual: str | None = None, api: str = "auto"
+) -> MidiOutput:
+    """Open a MIDI output: a virtual port named ``virtual``, the port matching ``port``
+    (exact name, else a case-insensitive substring), or else the first port found.
+
+    Raises:
+        PlaybackError: no API could be opened or no matching port exists; the message names
+            what was tried and how to get a synth.
+    """
+    if port is not None and virtual is not None:
+        raise PlaybackError("give either --port or --virtual, not both")
+    tried: list[str] = []
+    for name, constant in _apis_to_try(api):
+        client = _open_client(name, constant)
+        if client is None:
+            tried.append(f"{name} (unavailable)")
+            continue
+        if virtual is not None:
+            try:
+                client.open_virtual_port(virtual)
+            except (NotImplementedError, _rtmidi().SystemError):
+                client.delete()
+                tried.append(f"{name} (no virtual ports)")
+                continue
+            return MidiOutput(client, name, virtual)
+        available = list(client.get_ports())
+        index = _match_port(available, port)
+        if index is None:
+            tried.append(
+                f"{name} ({len(available)} ports" + (f", none match {port!r})" if port else ")")
+            )
+            client.delete()
+            continue
+        client.open_port(index)
+        return MidiOutput(client, name, available[index])
+    what = f"port {port!r}" if port else ("a virtual port" if virtual else "a MIDI output port")
+    raise PlaybackError(f"found no {what}; tried {', '.join(tried) or 'no API'}; {SYNTH_HINT}")
+
+
+def _match_port(available: list[str], wanted: str | None) -> int | None:
+    """Index of the port to open: the first one, an exact name, or a substring match."""
+    if not available:
+        return None
+    if wanted is None:
+        return 0
+    if wanted in available:
+        return available.index(wanted)
+    lowered = wanted.lower()
+    for index, name in enumerate(available):
+        if lowered in name.lower():
+            return index
+    return None
+
+
+class _SoundingNotes:
+    """The (channel, note) pairs a note-on started and no note-off has ended yet."""
+
+    def __init__(self) -> None:
+        self.notes: set[tuple[int, int]] = set()
+
+    def track(self, data: list[int]) -> None:
+        """Update from one raw message."""
+        status = data[0] & 0xF0
+        channel = data[0] & 0x0F
+        if status == 0x90 and data[2] > 0:
+            self.notes.add((channel, data[1]))
+        elif status in (0x80, 0x90):
+            self.notes.discard((channel, data[1]))
+        elif status == 0xB0 and data[1] == CC_ALL_NOTES_OFF:
+            self.notes = {n for n in self.notes if n[0] != channel}
+
+
+def panic(output: MidiOutput, sounding: Iterable[tuple[int, int]] = ()) -> None:
+    """Silence everything: note-off for each sounding note, then sustain-off and
+    all-notes-off on all 16 channels (some synths ignore one or the other)."""
+    for channel, note in sorted(sounding):
+        output.send([0x80 | channel, note, 0])
+    for channel in range(NUM_CHANNELS):
+        output.send([0xB0 | channel, CC_SUSTAIN, 0])
+        output.send([0xB0 | channel, CC_ALL_NOTES_OFF, 0])
+
+
+@dataclass(frozen=True)
+class PlaybackReport:
+    """What a playback did: messages sent, the largest lateness seen, how long it took."""
+
+    messages_sent: int
+    max_late_s: float
+    duration_s: float
+
+
+def play_events(
+    events: Iterable[TimedMessage],
+    output: MidiOutput,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_message: Callable[[TimedMessage], None] | None = None,
+) -> PlaybackReport:
+    """Send each message at its time against ``clock``; always end with :func:`panic`.
+
+    ``events`` may be a lazy iterator (frames still being sampled): the next message is
+    fetched right after the previous one is sent, so its computation overlaps the wait.
+    Ctrl-C (KeyboardInterrupt) and errors propagate after the panic.
+    """
+    sounding = _SoundingNotes()
+    sent = 0
+    max_late_s = 0.0
+    start = clock()
+    try:
+        for event in events:
+            target = start + event.time_s
+            remaining = target - clock()
+            while remaining > 0:
+                sleep(remaining)
+                remaining = target - clock()
+            max_late_s = max(max_late_s, -remaining)
+            data = event.message.bytes()
+            output.send(data)
+            sounding.track(data)
+            sent += 1
+            if on_message is not None:
+                on_message(event)
+    finally:
+        panic(output, sounding.notes)
+    return PlaybackReport(messages_sent=sent, max_late_s=max_late_s, duration_s=clock() - start)
