@@ -11,6 +11,15 @@ from tuneforge.cells import build_stack
 M, N, B, T = 5, 7, 3, 6
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from threads; on a shared machine they only add waiting."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _copy_from_torch(cell: str, reference: nn.Module) -> nn.Module:
     """Our layer with the weights of a torch module; torch's two biases summed where redundant."""
     stack = build_stack(cell, input_size=M, hidden_size=N)

@@ -123,8 +123,9 @@ def test_all_notes_off_in_the_file_counts_as_release():
         _note(0.0, 60),
         TimedMessage(0.1, mido.Message("control_change", control=123, value=0)),
     ]
-    output = _output()
-    play_events(events, output, clock=lambda: 0.0, sleep=lambda s: None)
+    clock = _FakeClock(oversleep_s=0.0)
+    output = _output(clock)
+    play_events(events, output, clock=clock, sleep=clock.sleep)
     assert not any(m[0] == 0x80 for _, m in output.client.sent)
 
 

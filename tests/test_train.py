@@ -139,6 +139,10 @@ def test_an_existing_run_needs_resume(tmp_path):
     train(tiny_config(epochs=1), tiny_dataset(), run_dir=tmp_path)
     with pytest.raises(ConfigError, match="--resume"):
         train(tiny_config(epochs=1), tiny_dataset(), run_dir=tmp_path)
+    other = tiny_dataset()
+    other.fingerprint = "other-data"
+    with pytest.raises(ConfigError, match="other data"):
+        train(tiny_config(epochs=2), other, run_dir=tmp_path, resume=True)
     with pytest.raises(ConfigError, match="same hidden_size"):
         train(tiny_config(epochs=2, hidden_size=17), tiny_dataset(), run_dir=tmp_path, resume=True)
 

@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,9 @@ from tuneforge.distributed import (
 )
 from tuneforge.errors import ConfigError, TrainingError
 from tuneforge.evaluate import FrameScores, score_rolls
-from tuneforge.models.sequence import ModelConfig, SequenceModel
+from tuneforge.models.sequence import SequenceModel
 from tuneforge.train_batches import estimate_steps, plan_epoch
+from tuneforge.train_config import OPTIMIZERS, TrainConfig, make_optimizer
 from tuneforge.train_events import (
     EpochInfo,
     RunInfo,
@@ -66,59 +67,6 @@ __all__ = [
     "TrainingInterrupted",
     "train",
 ]
-
-OPTIMIZERS = ("adam", "rmsprop", "radam", "adagrad", "sgd")
-
-
-@dataclass
-class TrainConfig:
-    """Every training choice; saved in the run folder and in each checkpoint."""
-
-    cell: str = "lstm"  # a cell name or alias from the registry
-    hidden_size: int = 256  # units per layer; JSB at 256 trains fast and generalises well
-    num_layers: int = 1  # one layer is enough on the benchmark sets at these sizes
-    dropout: float = 0.4  # between layers and before the head; JSB over-fits quickly
-    cell_options: dict[str, Any] = field(default_factory=dict)  # passed through to the cell
-    optimizer: str = "adam"  # one of OPTIMIZERS
-    lr: float = 3e-3  # JSB: 3e-3 reaches a lower valid NLL than 1e-3 in a third of the time
-    batch_size: int = 8  # windows per step (all processes); JSB has only 229 windows
-    window_steps: int = 200  # truncated-BPTT length, as in the RRU benchmark
-    epochs: int = 200  # upper bound; early stopping usually ends the run sooner
-    patience: int = 10  # epochs without a better validation NLL before stopping
-    clip: float = 5.0  # max gradient norm; 0 disables clipping
-    transpose_semitones: int = 0  # random shift of each piece per epoch, in +-semitones
-    carry_state: bool = False  # carry state across consecutive windows of a piece
-    seed: int = 0  # seeds init, window order, transpositions and dropout
-    device: str = "auto"  # auto, cpu, cuda or mps
-    amp: bool = False  # bf16 autocast on CUDA
-    eval_batch_size: int = 32  # whole pieces per validation batch
-    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
-
-    def model_config(self) -> ModelConfig:
-        """The model this training config builds."""
-        return ModelConfig(
-            cell=self.cell,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            cell_options=dict(self.cell_options),
-        )
-
-    def check(self) -> None:
-        """Raise :class:`ConfigError` on a value no run could use."""
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"unknown optimizer {self.optimizer!r}; choose {', '.join(OPTIMIZERS)}"
-            )
-        for name in ("hidden_size", "num_layers", "batch_size", "window_steps", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if self.patience < 1 or self.clip < 0 or self.transpose_semitones < 0 or self.threads < 0:
-            raise ConfigError(
-                "--patience must be >= 1; --clip, --transpose and --threads must be >= 0"
-            )
 
 
 def train(
@@ -166,7 +114,7 @@ def _train(config, dataset, run_dir, callbacks, resume, data_meta, context: Dist
         raise ConfigError("training needs pieces in both the train and the valid split")
     seed_everything(config.seed)
     model = SequenceModel(config.model_config()).to(device)
-    optimizer = _make_optimizer(config, model)
+    optimizer = make_optimizer(config, model)
     progress = {
         "epoch": 0,
         "history": [],
@@ -176,7 +124,7 @@ def _train(config, dataset, run_dir, callbacks, resume, data_meta, context: Dist
     }
     last_path = run_dir / "last"
     if resume:
-        progress = _restore(last_path, config, model, optimizer, device)
+        progress = _restore(last_path, config, model, optimizer, device, dataset.fingerprint)
     elif (run_dir / "last.json").exists():
         raise ConfigError(
             f"{run_dir} already holds a run; add --resume to continue it or pick another --out"
@@ -375,19 +323,6 @@ def _finish(
     )
 
 
-def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr)
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=config.lr)
-    if config.optimizer == "radam":
-        return torch.optim.RAdam(params, lr=config.lr)
-    if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=config.lr)
-    return torch.optim.SGD(params, lr=config.lr, momentum=0.9)  # plain SGD crawls on BCE
-
-
 def _save(path: Path, model, optimizer, meta: dict, progress: dict | None) -> None:
     save_checkpoint(
         path,
@@ -397,8 +332,13 @@ def _save(path: Path, model, optimizer, meta: dict, progress: dict | None) -> No
     )
 
 
-def _restore(last_path: Path, config, model, optimizer, device) -> dict:
+def _restore(last_path: Path, config, model, optimizer, device, fingerprint: str) -> dict:
     checkpoint = load_checkpoint(last_path, device=device)
+    if checkpoint.meta.get("data_fingerprint") not in (None, fingerprint):
+        raise ConfigError(
+            f"{last_path} was trained on other data ({checkpoint.meta.get('dataset')}); "
+            "resume with the same DATA and options, or start a new run"
+        )
     saved = checkpoint.meta.get("train_config", {})
     for key in (
         "cell",

@@ -84,7 +84,11 @@ class ClockworkLayer(RecurrentLayer):
         self.num_modules = num_modules
         base, extra = divmod(hidden_size, num_modules)
         sizes = [base + (1 if i < extra else 0) for i in range(num_modules)]
-        module_of_unit = torch.tensor([i for i, size in enumerate(sizes) for _ in range(size)])
+        # Built on the CPU even under a meta-device context (count_parameters), where the
+        # comparison below would be slow; buffers follow the module in .to(device) as usual.
+        module_of_unit = torch.tensor(
+            [i for i, size in enumerate(sizes) for _ in range(size)], device="cpu"
+        )
         # Unit r reads unit s iff module(s) >= module(r): block upper-triangular.
         recurrent_mask = module_of_unit[None, :] >= module_of_unit[:, None]
         # Counted in Python so that the layer can be built on the meta device.

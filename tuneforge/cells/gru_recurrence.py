@@ -21,26 +21,23 @@ class _GRURecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gi: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
-        steps, batch, _ = gi.shape
+        steps, batch, width = gi.shape
         hidden = h0.shape[1]
         acts = torch.empty_like(gi)  # r, z, n after their nonlinearities
-        gh_n = gi.new_empty(steps, batch, hidden)  # W_hn h + b_hn, which r multiplies
+        ghs = torch.empty_like(gi)  # W_hh h + b_hh; backward needs its n part, which r scales
         hs = gi.new_empty(steps, batch, hidden)
         hh_t = weight_hh.t()
+        rz_part, n_part = slice(0, 2 * hidden), slice(2 * hidden, width)
         h = h0
         for t in range(steps):
-            gh = torch.addmm(bias_hh, h, hh_t)  # (B, 3H)
-            rz = torch.add(
-                gi[t, :, : 2 * hidden], gh[:, : 2 * hidden], out=acts[t, :, : 2 * hidden]
-            )
-            rz.sigmoid_()
-            gh_n[t] = gh[:, 2 * hidden :]
+            gh = torch.addmm(bias_hh, h, hh_t, out=ghs[t])  # (B, 3H)
+            rz = torch.add(gi[t, :, rz_part], gh[:, rz_part], out=acts[t, :, rz_part]).sigmoid_()
             n = torch.addcmul(
-                gi[t, :, 2 * hidden :], rz[:, :hidden], gh_n[t], out=acts[t, :, 2 * hidden :]
+                gi[t, :, n_part], rz[:, :hidden], gh[:, n_part], out=acts[t, :, n_part]
             )
-            n.tanh_()
-            h = torch.addcmul(n, rz[:, hidden:], h - n, out=hs[t])
-        ctx.save_for_backward(h0, weight_hh, acts, gh_n, hs)
+            # h' = (1 - z) n + z h, one lerp from n towards h.
+            h = torch.lerp(n.tanh_(), h, rz[:, hidden:], out=hs[t])
+        ctx.save_for_backward(h0, weight_hh, acts, ghs[:, :, n_part], hs)
         return hs
 
     @staticmethod

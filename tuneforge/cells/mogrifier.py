@@ -24,43 +24,52 @@ from tuneforge.errors import ConfigError
 
 
 class _MogrifierRecurrence(torch.autograd.Function):
-    """Mogrifier LSTM over a window, time-major; returns (h (T, B, n), c_T (B, n))."""
+    """Mogrifier LSTM over a window, time-major; returns (h (T, B, n), c_T (B, n)).
+
+    ``weight`` is ``[W_ih, W_hh]`` (4n, m + n): the LSTM step is one matmul on ``[x; h]``.
+    """
 
     @staticmethod
-    def forward(ctx, xs, h0, c0, weight_ih, weight_hh, bias, *mats):
-        steps, batch, _ = xs.shape
+    def forward(ctx, xs, h0, c0, weight, bias, *mats):
+        steps, batch, m = xs.shape
         n = h0.shape[1]
         rounds = len(mats)
-        # Per round: the gated vector before the round and 2 sigmoid(.) (the gate), per step.
-        befores, gates2 = [], []
+        xh = xs.new_empty(steps, batch, m + n)  # the mogrified [x; h] each LSTM step reads
+        last_x = max((k for k in range(rounds) if k % 2 == 0), default=None)
+        last_h = max((k for k in range(rounds) if k % 2 == 1), default=None)
+        # Each round writes its output in place: the last round of each kind straight into xh.
+        outs, gates2 = [], []
         for k in range(rounds):
-            size = xs.shape[2] if k % 2 == 0 else n
-            befores.append(xs.new_empty(steps, batch, size))
-            gates2.append(xs.new_empty(steps, batch, size))
-        x_mog = xs.new_empty(xs.shape)
-        h_mog = xs.new_empty(steps, batch, n)
+            size = m if k % 2 == 0 else n
+            if k == last_x:
+                outs.append(xh[:, :, :m])
+            elif k == last_h:
+                outs.append(xh[:, :, m:])
+            else:
+                outs.append(xs.new_empty(steps, batch, size))
+            gates2.append(xs.new_empty(steps, batch, size))  # 2 sigmoid(.) of round k
         acts = xs.new_empty(steps, batch, 4 * n)  # i, f, g, o after their nonlinearities
         cs = xs.new_empty(steps, batch, n)
         tanh_cs = xs.new_empty(steps, batch, n)
         hs = xs.new_empty(steps, batch, n)
-        mats_t = [m.t() for m in mats]
-        ih_t, hh_t = weight_ih.t(), weight_hh.t()
+        mats_t = [mat.t() for mat in mats]
+        weight_t = weight.t()
         h, c = h0, c0
         for t in range(steps):
             x = xs[t]
             for k in range(rounds):
                 # Odd rounds (k even here) gate x by h, even rounds gate h by x.
                 if k % 2 == 0:
-                    befores[k][t] = x
                     g2 = torch.mm(h, mats_t[k], out=gates2[k][t]).sigmoid_().mul_(2.0)
-                    x = x * g2
+                    x = torch.mul(x, g2, out=outs[k][t])
                 else:
-                    befores[k][t] = h
                     g2 = torch.mm(x, mats_t[k], out=gates2[k][t]).sigmoid_().mul_(2.0)
-                    h = h * g2
-            x_mog[t] = x
-            h_mog[t] = h
-            a = torch.addmm(bias, x, ih_t, out=acts[t]).addmm_(h, hh_t)
+                    h = torch.mul(h, g2, out=outs[k][t])
+            if last_x is None:
+                xh[t, :, :m] = x
+            if last_h is None:
+                xh[t, :, m:] = h
+            a = torch.addmm(bias, xh[t], weight_t, out=acts[t])
             a[:, : 2 * n].sigmoid_()
             a[:, 2 * n : 3 * n].tanh_()
             a[:, 3 * n :].sigmoid_()
@@ -68,67 +77,62 @@ class _MogrifierRecurrence(torch.autograd.Function):
             c = torch.addcmul(f * c, i, g, out=cs[t])
             h = torch.mul(o, torch.tanh(c, out=tanh_cs[t]), out=hs[t])
         ctx.rounds = rounds
-        ctx.save_for_backward(
-            h0, c0, weight_ih, weight_hh, x_mog, h_mog, acts, cs, tanh_cs, *mats, *befores, *gates2
-        )
+        ctx.save_for_backward(xs, h0, c0, weight, xh, acts, cs, tanh_cs, hs, *mats, *outs, *gates2)
         return hs, cs[-1]
 
     @staticmethod
     def backward(ctx, grad_hs, grad_c_last):
-        h0, c0, weight_ih, weight_hh, x_mog, h_mog, acts, cs, tanh_cs, *rest = ctx.saved_tensors
+        xs, h0, c0, weight, xh, acts, cs, tanh_cs, hs, *rest = ctx.saved_tensors
         rounds = ctx.rounds
-        mats, befores, gates2 = rest[:rounds], rest[rounds : 2 * rounds], rest[2 * rounds :]
-        steps, batch, n = grad_hs.shape
-        grad_xs = torch.empty_like(x_mog)
+        mats, outs, gates2 = rest[:rounds], rest[rounds : 2 * rounds], rest[2 * rounds :]
+        steps, batch, m = xs.shape
+        n = h0.shape[1]
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
+        c_prev = torch.cat([c0.unsqueeze(0), cs[:-1]])
+        # Factors free of the incoming gradient, formed for the whole window at once.
+        i, f, g, o = acts.chunk(4, 2)
+        factor_c = o * (1.0 - tanh_cs * tanh_cs)  # dh'/dc'
+        factor_ifg = torch.cat([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g)], 2)
+        factor_ifg = factor_ifg.view(steps, batch, 3, n)
+        factor_o = tanh_cs * o * (1.0 - o)
+        factor_rounds = []
+        for k in range(rounds):
+            before = outs[k - 2] if k >= 2 else (xs if k == 0 else h_prev)
+            # Round output = before * 2 sigmoid(z); d(2 sigmoid(z))/dz = g2 (1 - g2 / 2).
+            factor_rounds.append(before * gates2[k] * (1.0 - 0.5 * gates2[k]))
+        grad_xs = torch.empty_like(xs)
         grad_acts = torch.empty_like(acts)  # gradients of the gate pre-activations
-        grad_pre = [torch.empty_like(g) for g in gates2]  # of each round's gate pre-activation
+        grad_pre = [torch.empty_like(g2) for g2 in gates2]  # of each round's gate input
         grad_h = torch.zeros_like(h0)
         grad_c = grad_c_last.clone()
         for t in range(steps - 1, -1, -1):
             grad_h = grad_h + grad_hs[t]
-            i, f, g, o = acts[t].chunk(4, 1)
-            tc = tanh_cs[t]
-            c_prev = cs[t - 1] if t > 0 else c0
-            grad_c = grad_c.addcmul_(grad_h * o, 1.0 - tc * tc)
-            gi, gf, gg, go = grad_acts[t].chunk(4, 1)
-            torch.mul(grad_c, g, out=gi).mul_(i * (1.0 - i))
-            torch.mul(grad_c, c_prev, out=gf).mul_(f * (1.0 - f))
-            torch.mul(grad_c, i, out=gg).mul_(1.0 - g * g)
-            torch.mul(grad_h, tc, out=go).mul_(o * (1.0 - o))
-            grad_c = grad_c * f
-            grad_x = grad_acts[t] @ weight_ih
-            grad_h = grad_acts[t] @ weight_hh
+            grad_c = grad_c.addcmul_(grad_h, factor_c[t])
+            ifg = grad_acts[t, :, : 3 * n].view(batch, 3, n)
+            torch.mul(grad_c.unsqueeze(1), factor_ifg[t], out=ifg)
+            torch.mul(grad_h, factor_o[t], out=grad_acts[t, :, 3 * n :])
+            grad_c = grad_c * f[t]
+            grad_xh = grad_acts[t] @ weight  # (B, m + n)
+            grad_x, grad_h = grad_xh[:, :m], grad_xh[:, m:]
             for k in range(rounds - 1, -1, -1):
-                g2, before = gates2[k][t], befores[k][t]
-                # d(2 sigmoid(z))/dz = g2 (1 - g2 / 2); the round's output is before * g2.
                 if k % 2 == 0:
-                    gz = torch.mul(grad_x, before).mul_(g2 * (1.0 - 0.5 * g2))
-                    grad_x = grad_x * g2
+                    gz = torch.mul(grad_x, factor_rounds[k][t], out=grad_pre[k][t])
+                    grad_x = grad_x * gates2[k][t]
                     grad_h = grad_h.addmm_(gz, mats[k])
                 else:
-                    gz = torch.mul(grad_h, before).mul_(g2 * (1.0 - 0.5 * g2))
-                    grad_h = grad_h * g2
+                    gz = torch.mul(grad_h, factor_rounds[k][t], out=grad_pre[k][t])
+                    grad_h = grad_h * gates2[k][t]
                     grad_x = grad_x.addmm_(gz, mats[k])
-                grad_pre[k][t] = gz
             grad_xs[t] = grad_x
-        flat_acts = grad_acts.reshape(steps * batch, -1)
-        grad_ih = flat_acts.t() @ x_mog.reshape(steps * batch, -1)
-        grad_hh = flat_acts.t() @ h_mog.reshape(steps * batch, -1)
+        rows = steps * batch
+        flat_acts = grad_acts.view(rows, 4 * n)
+        grad_weight = flat_acts.t() @ xh.view(rows, m + n)
         grad_mats = []
         for k in range(rounds):
-            # The gate of round k reads the other vector: h (k even) or x (k odd) at that round.
-            source = _round_source(k, befores, x_mog, h_mog)
-            flat_pre = grad_pre[k].reshape(steps * batch, -1)
-            grad_mats.append(flat_pre.t() @ source.reshape(steps * batch, -1))
-        return (grad_xs, grad_h, grad_c, grad_ih, grad_hh, flat_acts.sum(0), *grad_mats)
-
-
-def _round_source(k: int, befores: list[Tensor], x_mog: Tensor, h_mog: Tensor) -> Tensor:
-    """The vector that round ``k``'s gate reads, at every step (T, B, size)."""
-    # Round k leaves the vector it reads unchanged; round k + 1 changes it and saved it before.
-    if k + 1 < len(befores):
-        return befores[k + 1]
-    return x_mog if k % 2 == 1 else h_mog
+            # Round k's gate reads the other vector as the previous round left it.
+            source = outs[k - 1] if k >= 1 else h_prev
+            grad_mats.append(grad_pre[k].view(rows, -1).t() @ source.reshape(rows, -1))
+        return (grad_xs, grad_h, grad_c, grad_weight, flat_acts.sum(0), *grad_mats)
 
 
 class MogrifierLayer(RecurrentLayer):
@@ -193,7 +197,6 @@ class MogrifierLayer(RecurrentLayer):
         h0, c0 = self.initial_state(batch, x) if state is None else state
         mats = [up @ down for up, down in zip(self.mog_up, self.mog_down, strict=True)]
         xs = x.transpose(0, 1).contiguous()  # (T, B, m)
-        hs, c_last = _MogrifierRecurrence.apply(
-            xs, h0, c0, self.weight_ih, self.weight_hh, self.bias, *mats
-        )
+        weight = torch.cat([self.weight_ih, self.weight_hh], 1)  # (4n, m + n)
+        hs, c_last = _MogrifierRecurrence.apply(xs, h0, c0, weight, self.bias, *mats)
         return hs.transpose(0, 1), (hs[-1], c_last)

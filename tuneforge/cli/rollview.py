@@ -18,6 +18,7 @@ NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 STRIP_LEVELS = " ▁▂▃▄▅▆▇█"
 LABEL_WIDTH = 5  # "C#-1" plus a space
 PADDING_PITCHES = 2  # rows shown above and below the sounding range
+MIN_LINE_GAP_COLUMNS = 4  # bar lines closer than this would hide the notes
 
 
 def pitch_name(pitch: int) -> str:
@@ -75,10 +76,12 @@ class PianoRollView:
         padded[:length] = self.roll
         lit = padded.reshape(num_columns, steps_per_column, -1).any(axis=1)  # (C, P)
         starts = np.arange(num_columns) * steps_per_column
-        # A column shows a bar line when a bar begins within its steps.
-        bar_start = (starts + steps_per_column - 1) // self.bar_steps > (
-            starts - 1
-        ) // self.bar_steps
+        # Lines every `bars_per_line` bars, so that lines stay at least 4 columns apart.
+        bars_per_line = max(1, math.ceil(MIN_LINE_GAP_COLUMNS * steps_per_column / self.bar_steps))
+        line_steps = bars_per_line * self.bar_steps
+        # A column shows a line when a marked bar begins within its steps.
+        last_steps = starts + steps_per_column - 1
+        bar_start = last_steps // line_steps > (starts - 1) // line_steps
         bar_start[0] = False
         low, high = _pitch_window(self.roll, self.lowest_pitch)
         for pitch in range(high, low - 1, -1):
@@ -98,6 +101,11 @@ class PianoRollView:
                     line.append("·" if not black else " ", style="grey23")
             yield line
         yield self._bar_axis(bar_start, steps_per_column, num_columns)
+        if steps_per_column > 1:
+            yield Text(
+                f"{' ' * LABEL_WIDTH}(bar numbers; 1 column = {steps_per_column} steps)",
+                style="dim",
+            )
         if self.frame_scores is not None:
             yield from self._strip(steps_per_column, num_columns)
 
@@ -110,9 +118,8 @@ class PianoRollView:
             # Skip a number that would run into the previous one.
             if all(ch == " " for ch in axis[max(0, c - 1) : c + len(label)]):
                 axis[c : c + len(label)] = list(label)
-        scale = f" x{steps_per_column} steps/col" if steps_per_column > 1 else ""
         text = " " * LABEL_WIDTH + "".join(axis)[:num_columns]
-        return Text(text + scale, style="dim", no_wrap=True, overflow="crop")
+        return Text(text, style="dim", no_wrap=True, overflow="crop")
 
     def _strip(self, steps_per_column: int, num_columns: int):
         """The log-likelihood strip: taller is likelier; then the totals."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuneforge.errors import PlaybackError
@@ -20,6 +20,9 @@ NUM_CHANNELS = 16
 CC_SUSTAIN = 64
 CC_ALL_NOTES_OFF = 123
 CLIENT_NAME = "tuneforge"
+BURST_MESSAGES = 8  # messages sent back to back before a pause
+BURST_WINDOW_S = 0.001  # the pause, and the window the burst is counted in
+CLOSE_FLUSH_S = 0.1  # longer than a few JACK periods (1024 frames at 48 kHz = 21 ms)
 
 SYNTH_HINT = (
     "start a synth, e.g. `fluidsynth -a pulseaudio -m jack /usr/share/sounds/sf2/default-GM.sf2`"
@@ -89,13 +92,30 @@ class MidiOutput:
     client: Any  # rtmidi.MidiOut
     api: str
     port_name: str
+    _window_start: float = field(default=0.0, init=False, repr=False)
+    _window_count: int = field(default=0, init=False, repr=False)
 
     def send(self, data: list[int] | bytes) -> None:
-        """Send one raw MIDI message."""
+        """Send one raw MIDI message, pacing bursts (a chord, a panic) to a few per ms.
+
+        A JACK MIDI port holds only a few dozen events per period and drops the rest, so
+        a burst of 80 messages at one instant would lose some; spread over a few
+        milliseconds they all arrive, and no listener hears the difference.
+        """
+        now = time.monotonic()
+        if now - self._window_start >= BURST_WINDOW_S:
+            self._window_start, self._window_count = now, 0
+        elif self._window_count >= BURST_MESSAGES:
+            time.sleep(BURST_WINDOW_S)
+            self._window_start, self._window_count = time.monotonic(), 0
         self.client.send_message(data)
+        self._window_count += 1
 
     def close(self) -> None:
-        """Close the port and the client."""
+        """Close the port and the client, once the last messages have left."""
+        # rtmidi hands messages to the API's own thread (JACK: once per period); closing at
+        # once can drop or garble the final all-notes-off, so give it a few periods first.
+        time.sleep(CLOSE_FLUSH_S)
         self.client.close_port()
         self.client.delete()
 
