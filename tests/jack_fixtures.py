@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,27 +55,36 @@ def jack_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 class MidiRecorder:
-    """A virtual JACK MIDI input port that stamps each message with ``time.monotonic()``."""
+    """A virtual JACK MIDI input port that keeps every message with its arrival time.
 
-    def __init__(self, port_name: str) -> None:
+    Times are seconds since the first message, from the deltas JACK stamps on each event when
+    it arrives. Messages wait in rtmidi's own queue and are collected on demand: a Python
+    callback would run in JACK's thread and need the GIL, so a busy test process (sampling a
+    piece in the same interpreter) would stall JACK's cycle and make it drop events.
+    """
+
+    def __init__(self, port_name: str, *, connect_to: str | None = None) -> None:
+        """Open a virtual input ``port_name``, or connect to the output port ``connect_to``."""
         import rtmidi
 
         self.port_name = port_name
         self.messages: list[tuple[float, list[int]]] = []
-        self._lock = threading.Lock()
-        self._midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="recorder")
-        self._midi_in.open_virtual_port(port_name)
-        self._midi_in.set_callback(self._record)
-
-    def _record(self, event, _data) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self.messages.append((now, list(event[0])))
+        self._clock_s = 0.0
+        self._midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="recorder", queue_size_limit=65536)
+        if connect_to is None:
+            self._midi_in.open_virtual_port(port_name)
+        else:
+            ports = self._midi_in.get_ports()
+            index = next(i for i, name in enumerate(ports) if connect_to in name)
+            self._midi_in.open_port(index, port_name)
 
     def snapshot(self) -> list[tuple[float, list[int]]]:
         """The messages so far, in arrival order."""
-        with self._lock:
-            return list(self.messages)
+        while (item := self._midi_in.get_message()) is not None:
+            data, delta_s = item
+            self._clock_s += delta_s if self.messages else 0.0
+            self.messages.append((self._clock_s, list(data)))
+        return list(self.messages)
 
     def wait_for(self, predicate, timeout_s: float = 10.0) -> bool:
         """Poll until ``predicate(messages)`` holds or the time is up."""
@@ -89,7 +97,6 @@ class MidiRecorder:
 
     def close(self) -> None:
         """Close the port and the client."""
-        self._midi_in.cancel_callback()
         self._midi_in.close_port()
         self._midi_in.delete()
 

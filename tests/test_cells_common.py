@@ -147,8 +147,10 @@ def test_dropout_sits_between_layers_only():
 
 def test_bad_input_and_state_raise_config_errors():
     stack = build_stack("gru", input_size=M, hidden_size=N, num_layers=2)
-    with pytest.raises(ConfigError, match="batch, time, 6"):
+    with pytest.raises(ConfigError, match="time >= 1, 6"):
         stack(torch.randn(B, M))
+    with pytest.raises(ConfigError, match="got \\(3, 0, 6\\)"):
+        stack(torch.randn(B, 0, M))
     with pytest.raises(ConfigError, match="state has 1 layers"):
         stack(torch.randn(B, T, M), (stack.layers[0].initial_state(B, torch.zeros(1)),))
     with pytest.raises(ConfigError, match="dropout"):

@@ -220,3 +220,33 @@ def test_gradcheck_of_the_recurrence(cell: str):
             layer.z.normal_()
     x = torch.randn(2, 4, 3, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda inp: layer(inp)[0], (x,))
+
+
+@pytest.mark.parametrize(
+    ("cell", "hidden", "options"),
+    [
+        ("gru", 192, {}),  # the CPU GRU recurrence: W_hh is 576 x 192
+        ("rru", 224, {"rru_dropout": 0.0, "output_size": 4}),  # J_h is 464 x 224
+        ("mogrifier", 160, {"rounds": 2, "rank": 2}),  # [W_ih, W_hh] is 640 x 168
+    ],
+)
+def test_float32_products_on_onednn_match_float64(cell: str, hidden: int, options: dict):
+    """Weights this large take the oneDNN per-step products in float32 (float64 keeps addmm)."""
+    torch.manual_seed(8)
+    layer = build_stack(cell, input_size=8, hidden_size=hidden, **options).layers[0]
+    if cell == "rru":
+        with torch.no_grad():
+            layer.z.normal_()
+    wide = build_stack(cell, input_size=8, hidden_size=hidden, **options).layers[0].double()
+    wide.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 5, 8)
+    x64 = x.double().requires_grad_()
+    x.requires_grad_()
+    y, _ = layer(x)
+    y64, _ = wide(x64)
+    torch.testing.assert_close(y.double(), y64, atol=1e-5, rtol=1e-4)
+    weights = torch.randn_like(y64)
+    grads = torch.autograd.grad((y * weights.float()).sum(), [x, *layer.parameters()])
+    grads64 = torch.autograd.grad((y64 * weights).sum(), [x64, *wide.parameters()])
+    for grad, grad64 in zip(grads, grads64, strict=True):
+        torch.testing.assert_close(grad.double(), grad64, atol=1e-4, rtol=1e-4)

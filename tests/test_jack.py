@@ -145,7 +145,7 @@ def test_fluidsynth_on_jack_records_the_piece(jack_server, tmp_path):
 
 
 def test_generate_plays_what_it_writes(recorder, tmp_path, monkeypatch):
-    save_tiny(tmp_path / "models", "default", head_bias=None)  # a few notes per step
+    save_tiny(tmp_path / "models", "default", head_bias=-2.5)  # a few notes per step
     monkeypatch.setenv(PRETRAINED_DIR_ENV, str(tmp_path / "models"))
     out = tmp_path / "out"
     args = ["generate", "--steps", "24", "--tempo", "480", "--seed", "4", "--play"]
@@ -158,7 +158,6 @@ def test_generate_plays_what_it_writes(recorder, tmp_path, monkeypatch):
         if e.message.type == "note_on" and e.message.velocity > 0
     )
     assert expected_ons, "the tiny model wrote no notes; pick another seed"
-    import time as _t; _s=_t.monotonic(); _ok = recorder.wait_for(lambda m: sum(d[0] & 0xF0 == 0x90 and d[2] > 0 for _, d in m) >= len(expected_ons)); _h = sorted(d[1] for _, d in recorder.snapshot() if d[0] & 0xF0 == 0x90 and d[2] > 0); print("CNT", _ok, _t.monotonic()-_s, len(expected_ons), len(_h), len(recorder.snapshot()))
     assert recorder.wait_for(
         lambda m: sum(d[0] & 0xF0 == 0x90 and d[2] > 0 for _, d in m) >= len(expected_ons)
     )
@@ -178,3 +177,25 @@ def test_a_dense_chord_and_the_panic_arrive_whole(recorder):
         output.close()
     assert recorder.wait_for(lambda m: len(m) >= 60 + 60 + 32, timeout_s=5)
     assert unmatched_note_ons(recorder.snapshot()) == []
+
+
+def test_list_ports_shows_the_jack_ports(recorder):
+    result = runner.invoke(app, ["play", "--list-ports", "--api", "jack"])
+    assert result.exit_code == 0, result.output
+    assert "jack" in result.output and "recorder:sink" in result.output
+
+
+def test_a_virtual_port_plays_to_whoever_connects(jack_server):
+    output = open_output(virtual="tfout", api="jack")
+    listener = MidiRecorder("in", connect_to="tfout")
+    try:
+        events = [
+            TimedMessage(0.0, mido.Message("note_on", note=60, velocity=90)),
+            TimedMessage(0.05, mido.Message("note_off", note=60)),
+        ]
+        play_events(events, output)
+        assert listener.wait_for(lambda m: len(m) >= 2 + 32, timeout_s=5)
+        assert [d for _, d in listener.snapshot()][:2] == [[0x90, 60, 90], [0x80, 60, 64]]
+    finally:
+        listener.close()
+        output.close()

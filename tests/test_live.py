@@ -157,3 +157,18 @@ def test_unknown_api_lists_the_choices():
 def test_port_and_virtual_together_are_refused():
     with pytest.raises(PlaybackError, match="not both"):
         live.open_output("a", virtual="b")
+
+
+def test_play_without_a_port_says_how_to_get_a_synth(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from tests.midi_factory import write_midi
+    from tuneforge.cli.app import app
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "tuneforge-test-no-such-server")
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    midi = write_midi(tmp_path / "a.mid", [(60, 0, 4)])
+    result = CliRunner().invoke(app, ["play", str(midi), "--api", "jack"])
+    assert result.exit_code == 1
+    assert "found no a MIDI output port" not in result.output
+    assert "fluidsynth" in result.output and "Traceback" not in result.output

@@ -99,3 +99,20 @@ def test_missing_soundfonts_say_how_to_get_one(tmp_path):
         find_soundfont(tmp_path / "typo.sf2", environ={})
     with pytest.raises(PlaybackError, match=SOUNDFONT_ENV):
         find_soundfont(None, environ={SOUNDFONT_ENV: str(tmp_path / "gone.sf2")})
+
+
+def test_render_command_writes_the_wav(tmp_path, soundfont):
+    from typer.testing import CliRunner
+
+    from tuneforge.cli.app import app
+
+    midi = write_midi(tmp_path / "a.mid", [(60, 0, 8)])
+    out = tmp_path / "a-22k.wav"
+    args = ["render", str(midi), "--out", str(out), "--soundfont", str(soundfont)]
+    result = CliRunner().invoke(app, [*args, "--sample-rate", "22050", "--gain", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "real time" in result.output
+    rate, samples = _wav(out)
+    assert rate == 22050 and len(samples) / rate == pytest.approx(1.0 + 1.0, abs=1e-3)
+    missing = CliRunner().invoke(app, ["render", str(midi), "--soundfont", str(tmp_path / "x.sf2")])
+    assert missing.exit_code == 1 and "no SoundFont" in missing.output

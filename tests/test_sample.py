@@ -116,6 +116,15 @@ def test_frames_stream_out_one_model_step_at_a_time():
     assert all(shape[1] == 1 for shape in calls)  # (B, 1, P): one step per call
 
 
+def test_sampling_runs_on_one_thread_and_restores_the_setting():
+    model = tiny_model()
+    before = torch.get_num_threads()
+    seen = []
+    model.register_forward_hook(lambda *args: seen.append(torch.get_num_threads()))
+    sample_rolls(model, num_steps=5)
+    assert set(seen) == {1} and torch.get_num_threads() == before
+
+
 def test_frame_scores_agree_with_the_evaluation_protocol():
     model = tiny_model()
     roll = sample_rolls(model, num_steps=30, seed=5)[0]

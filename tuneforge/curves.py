@@ -20,8 +20,8 @@ def plot_curves(history: Sequence[Any], path: Path) -> Path:
     epochs = [entry.epoch + 1 for entry in history]
     figure = Figure(figsize=(6.4, 4.0), dpi=100)
     axes = figure.add_subplot()
-    axes.plot(epochs, [entry.train_loss for entry in history], marker="o", label="train loss")
-    axes.plot(epochs, [entry.valid_nll for entry in history], marker="o", label="valid NLL")
+    axes.plot(epochs, [entry.train_loss for entry in history], marker=".", label="train loss")
+    axes.plot(epochs, [entry.valid_nll for entry in history], marker=".", label="valid NLL")
     if history:
         best = min(history, key=lambda entry: entry.valid_nll)
         axes.axvline(

@@ -63,11 +63,20 @@ def destroy_process_group(context: DistContext) -> None:
 
 
 def all_reduce_sum(tensor: torch.Tensor, context: DistContext) -> torch.Tensor:
-    """Sum ``tensor`` over all processes in place (no-op alone) and return it."""
+    """Sum ``tensor`` over all processes in place (no-op alone) and return it.
+
+    NCCL reduces CUDA tensors only, so a CPU tensor makes a round trip through this process's
+    GPU there; gloo reduces it where it is.
+    """
     if context.enabled:
         import torch.distributed as dist
 
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+            on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+            tensor.copy_(on_gpu.cpu())
+        else:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 

@@ -147,6 +147,7 @@ def sample_stream(
     options: SamplingOptions | None = None,
     seed: int = 0,
     primer: np.ndarray | None = None,
+    num_threads: int | None = 1,
 ) -> Iterator[torch.Tensor]:
     """Yield ``num_steps`` sampled frames, each a CPU uint8 tensor of shape ``(B, P)``.
 
@@ -154,6 +155,11 @@ def sample_stream(
     with ``seed``. With a ``primer`` roll ``(T0, P)``, the model first reads the primer (the
     same for every sample of the batch) and the samples continue it; the primer itself is not
     yielded.
+
+    ``num_threads`` sets torch's intra-op threads until the stream ends (None: leave them).
+    One step is too small to share out, and idle OpenMP workers spin on every core between
+    steps: on a busy 2-core machine one thread samples a minute of music in 0.3 s, two in 2 s
+    or more, and the spinning starves a synthesizer playing alongside.
     """
     options = options or SamplingOptions()
     if num_steps < 1:
@@ -174,8 +180,11 @@ def sample_stream(
     rows = torch.arange(batch_size)
 
     was_training = model.training
+    threads_before = torch.get_num_threads()
     model.eval()
     try:
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
         with torch.inference_mode():
             if primer is not None and len(primer):
                 primer_t = torch.as_tensor(np.asarray(primer), dtype=dtype, device=device)
@@ -213,6 +222,7 @@ def sample_stream(
                     logits = logits[:, -1]
     finally:
         model.train(was_training)
+        torch.set_num_threads(threads_before)
 
 
 def sample_rolls(

@@ -61,9 +61,10 @@ class RecurrentStack(nn.Module):
 
     def forward(self, x: Tensor, state: StackState | None = None) -> tuple[Tensor, StackState]:
         """Run every layer over ``x`` (B, T, input_size) from ``state`` (None: initial)."""
-        if x.dim() != 3 or x.shape[-1] != self.input_size:
+        if x.dim() != 3 or x.shape[-1] != self.input_size or x.shape[0] * x.shape[1] == 0:
             raise ConfigError(
-                f"recurrent input must be (batch, time, {self.input_size}), got {tuple(x.shape)}"
+                f"recurrent input must be (batch >= 1, time >= 1, {self.input_size}), "
+                f"got {tuple(x.shape)}"
             )
         if state is not None and len(state) != len(self.layers):
             raise ConfigError(

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tuneforge.cells.step_matmul import step_linear, window_matmul_tn
+
 
 class _GRURecurrence(torch.autograd.Function):
     """GRU over a window, time-major: gi (T, B, 3H) -> h (T, B, H)."""
@@ -26,11 +28,12 @@ class _GRURecurrence(torch.autograd.Function):
         acts = torch.empty_like(gi)  # r, z, n after their nonlinearities
         ghs = torch.empty_like(gi)  # W_hh h + b_hh; backward needs its n part, which r scales
         hs = gi.new_empty(steps, batch, hidden)
-        hh_t = weight_hh.t()
+        step_hh = step_linear(weight_hh, bias_hh, batch)
         rz_part, n_part = slice(0, 2 * hidden), slice(2 * hidden, width)
         h = h0
         for t in range(steps):
-            gh = torch.addmm(bias_hh, h, hh_t, out=ghs[t])  # (B, 3H)
+            gh = ghs[t]
+            gh.copy_(step_hh(h))  # (B, 3H)
             rz = torch.add(gi[t, :, rz_part], gh[:, rz_part], out=acts[t, :, rz_part]).sigmoid_()
             n = torch.addcmul(
                 gi[t, :, n_part], rz[:, :hidden], gh[:, n_part], out=acts[t, :, n_part]
@@ -53,17 +56,18 @@ class _GRURecurrence(torch.autograd.Function):
         grad_gh = torch.empty_like(acts)  # gradient of W_hh h + b_hh, (T, B, 3H)
         grad_gi_n = torch.empty_like(hs)  # of the candidate's input part
         grad_h = torch.zeros_like(h0)
+        step_back = step_linear(weight_hh.t(), None, batch)
         for t in range(steps - 1, -1, -1):
             g = grad_h + grad_hs[t]
             g_n = torch.mul(g, factor_n[t], out=grad_gi_n[t])
             torch.mul(g_n, factor_r[t], out=grad_gh[t, :, :hidden])
             torch.mul(g, factor_z[t], out=grad_gh[t, :, hidden : 2 * hidden])
             torch.mul(g_n, r[t], out=grad_gh[t, :, 2 * hidden :])
-            grad_h = torch.addmm(g.mul_(z[t]), grad_gh[t], weight_hh)
+            grad_h = step_back(grad_gh[t]).addcmul_(g, z[t])
         grad_gi = grad_gh.clone()
         grad_gi[:, :, 2 * hidden :] = grad_gi_n
         flat = grad_gh.reshape(steps * batch, -1)
-        grad_weight = flat.t() @ h_prev.reshape(steps * batch, hidden)
+        grad_weight = window_matmul_tn(flat, h_prev.reshape(steps * batch, hidden))
         return grad_gi, grad_h, grad_weight, flat.sum(0)
 
 

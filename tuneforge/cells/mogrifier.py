@@ -7,9 +7,10 @@ forget bias ``forget_bias``) reads the mogrified ``x`` and ``h``. With ``rounds 
 exactly an LSTM.
 
 Speed: the low-rank factors are multiplied into full matrices once per window (one matmul per
-round and step instead of two), and the whole window runs in a hand-written autograd function:
-the forward loop keeps the gate values backward needs, the backward loop computes only data
-gradients per step, and every weight gradient is one large matmul over all steps afterwards.
+round and step instead of two), the LSTM step's product runs on oneDNN
+(:mod:`tuneforge.cells.step_matmul`), and the whole window runs in a hand-written autograd
+function: the forward loop keeps the gate values backward needs, the backward loop computes
+only data gradients per step, and every weight gradient is one large matmul over all steps.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from tuneforge.cells.base import LayerState, RecurrentLayer
+from tuneforge.cells.step_matmul import step_linear, window_matmul_tn
 from tuneforge.errors import ConfigError
 
 
@@ -53,7 +55,7 @@ class _MogrifierRecurrence(torch.autograd.Function):
         tanh_cs = xs.new_empty(steps, batch, n)
         hs = xs.new_empty(steps, batch, n)
         mats_t = [mat.t() for mat in mats]
-        weight_t = weight.t()
+        step_lstm = step_linear(weight, bias, batch)
         h, c = h0, c0
         for t in range(steps):
             x = xs[t]
@@ -69,7 +71,8 @@ class _MogrifierRecurrence(torch.autograd.Function):
                 xh[t, :, :m] = x
             if last_h is None:
                 xh[t, :, m:] = h
-            a = torch.addmm(bias, xh[t], weight_t, out=acts[t])
+            a = acts[t]
+            a.copy_(step_lstm(xh[t]))
             a[:, : 2 * n].sigmoid_()
             a[:, 2 * n : 3 * n].tanh_()
             a[:, 3 * n :].sigmoid_()
@@ -105,6 +108,7 @@ class _MogrifierRecurrence(torch.autograd.Function):
         grad_pre = [torch.empty_like(g2) for g2 in gates2]  # of each round's gate input
         grad_h = torch.zeros_like(h0)
         grad_c = grad_c_last.clone()
+        step_back = step_linear(weight.t(), None, batch)
         for t in range(steps - 1, -1, -1):
             grad_h = grad_h + grad_hs[t]
             grad_c = grad_c.addcmul_(grad_h, factor_c[t])
@@ -112,7 +116,7 @@ class _MogrifierRecurrence(torch.autograd.Function):
             torch.mul(grad_c.unsqueeze(1), factor_ifg[t], out=ifg)
             torch.mul(grad_h, factor_o[t], out=grad_acts[t, :, 3 * n :])
             grad_c = grad_c * f[t]
-            grad_xh = grad_acts[t] @ weight  # (B, m + n)
+            grad_xh = step_back(grad_acts[t])  # (B, m + n)
             grad_x, grad_h = grad_xh[:, :m], grad_xh[:, m:]
             for k in range(rounds - 1, -1, -1):
                 if k % 2 == 0:
@@ -126,7 +130,7 @@ class _MogrifierRecurrence(torch.autograd.Function):
             grad_xs[t] = grad_x
         rows = steps * batch
         flat_acts = grad_acts.view(rows, 4 * n)
-        grad_weight = flat_acts.t() @ xh.view(rows, m + n)
+        grad_weight = window_matmul_tn(flat_acts, xh.view(rows, m + n))
         grad_mats = []
         for k in range(rounds):
             # Round k's gate reads the other vector as the previous round left it.

@@ -14,9 +14,10 @@ Initialisation as the paper: ``Z = 0`` (ReZero, so at first ``h' = sigmoid(S) * 
 be blown up by the normalisation). Middle width ``round(q (m + n))``.
 
 Speed: ``J_x x`` runs for the whole window at once, and ``o`` after the loop, since neither is
-recurrent. The recurrence is a hand-written autograd function: the forward loop keeps what
-backward needs, the backward loop computes only data gradients per step, and every weight
-gradient is one large matmul over all steps afterwards.
+recurrent; the per-step products run on oneDNN (:mod:`tuneforge.cells.step_matmul`). The
+recurrence is a hand-written autograd function: the forward loop keeps what backward needs, the
+backward loop computes only data gradients per step, and every weight gradient is one large
+matmul over all steps afterwards.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from tuneforge.cells.base import LayerState, RecurrentLayer
+from tuneforge.cells.step_matmul import step_linear, window_matmul_tn
 from tuneforge.errors import ConfigError
 
 _EPS = 1e-6  # inside the RMS norm's square root
@@ -45,17 +47,19 @@ class _RRURecurrence(torch.autograd.Function):
         ds = xproj.new_empty(steps, batch, middle) if mask is not None else acts[-1]
         cs = xproj.new_empty(steps, batch, width)
         hs = xproj.new_empty(steps, batch, width)
-        jh_t, c_t = weight_jh.t(), weight_c.t()
+        step_jh = step_linear(weight_jh, None, batch)
+        step_c = step_linear(weight_c, bias_c, batch)
         extra_t = [w.t() for w in extra[0::2]]
         h = h0
         for t in range(steps):
-            pre = torch.addmm(xproj[t], h, jh_t, out=nrm[t])
+            pre = torch.add(xproj[t], step_jh(h), out=nrm[t])
             r = torch.mean(pre.square(), 1, keepdim=True, out=rms[t]).add_(_EPS).rsqrt_()
             a = torch.clamp_min(pre.mul_(r), 0.0, out=acts[0][t])
             for k in range(num_extra):
                 a = torch.addmm(extra[2 * k + 1], a, extra_t[k], out=acts[k + 1][t]).relu_()
             d = torch.mul(a, mask[t], out=ds[t]) if mask is not None else a
-            c = torch.addmm(bias_c, d, c_t, out=cs[t])
+            c = cs[t]
+            c.copy_(step_c(d))
             h = torch.addcmul(h * decay, rezero, c, out=hs[t])
         ctx.num_extra = num_extra
         ctx.has_mask = mask is not None
@@ -84,9 +88,11 @@ class _RRURecurrence(torch.autograd.Function):
         grad_pre = torch.empty_like(nrm)
         grad_z = [torch.empty_like(nrm) for _ in range(num_extra)]
         grad_h = torch.zeros_like(h0)
+        step_cz = step_linear(weight_cz.t(), None, batch)
+        step_jh = step_linear(weight_jh.t(), None, batch)
         for t in range(steps - 1, -1, -1):
             grad_h = torch.add(grad_h, grad_hs[t], out=grad_h_all[t])
-            g = torch.addmm(grad_ds[t], grad_h, weight_cz).mul_(relu[-1][t])  # pre-ReLU
+            g = step_cz(grad_h).add_(grad_ds[t]).mul_(relu[-1][t])  # pre-ReLU
             for k in range(num_extra - 1, -1, -1):
                 grad_z[k][t] = g
                 g = (g @ extra[2 * k]).mul_(relu[k][t])
@@ -94,7 +100,7 @@ class _RRURecurrence(torch.autograd.Function):
             # RMS norm backward: r * (g - N * mean(g * N)).
             proj = torch.mean(g * n, 1, keepdim=True)
             g = torch.addcmul(g, n, proj, value=-1.0, out=grad_pre[t]).mul_(rms[t])
-            grad_h = torch.addmm(grad_h * decay, g, weight_jh)
+            grad_h = step_jh(g).addcmul_(grad_h, decay)
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).reshape(-1, width)
         flat_grad_h = grad_h_all.reshape(-1, width)
         grad_c = flat_grad_h * rezero
@@ -102,12 +108,12 @@ class _RRURecurrence(torch.autograd.Function):
         grads_extra = []
         for k in range(num_extra):
             flat_z = grad_z[k].reshape(-1, middle)
-            grads_extra += [flat_z.t() @ acts[k].reshape(-1, middle), flat_z.sum(0)]
+            grads_extra += [window_matmul_tn(flat_z, acts[k].reshape(-1, middle)), flat_z.sum(0)]
         return (
             grad_pre,
             grad_h,
-            flat_pre.t() @ h_prev,
-            grad_c.t() @ ds.reshape(-1, middle),
+            window_matmul_tn(flat_pre, h_prev),
+            window_matmul_tn(grad_c, ds.reshape(-1, middle)),
             grad_c.sum(0),
             (flat_grad_h * h_prev).sum(0),
             (flat_grad_h * cs.reshape(-1, width)).sum(0),

@@ -88,7 +88,8 @@ def generate(
         raise ConfigError("give either --length (beats) or --steps, not both")
     if primer_beats is not None and primer is None:
         raise ConfigError("--primer-beats needs --primer FILE.mid")
-    low, high = parse_pitch_range(pitch_range) if pitch_range else (0, 127)
+    default_range = (SamplingOptions.lowest_pitch, SamplingOptions.highest_pitch)
+    low, high = parse_pitch_range(pitch_range) if pitch_range else default_range
     generator = load_generator(model, device=device)
     spb = generator.steps_per_beat
     num_steps = steps if steps is not None else round((32.0 if length is None else length) * spb)
@@ -185,13 +186,16 @@ def models(
     if not shipped:
         console.print(f"no models shipped in {pretrained_root()}")
         return
-    table = Table(title=f"shipped models ({pretrained_root()})")
+    table = Table(
+        title=f"shipped models ({pretrained_root()})",
+        caption="* used when --model is not given",
+    )
     for column in ("name", "cell", "parameters", "data", "valid NLL", "test NLL", "size"):
         table.add_column(column)
     for model in shipped:
         card = model.card
         summary = model.summary()
-        name = model.name + (" (default)" if model.name == DEFAULT_MODEL else "")
+        name = model.name + (" *" if model.name == DEFAULT_MODEL else "")
         table.add_row(
             name,
             str(summary["cell"] or "?"),
@@ -199,9 +203,13 @@ def models(
             str(card.get("data", "?")),
             _number(card.get("valid_nll")),
             _number(card.get("test_nll")),
-            f"{model.size_bytes / 1e6:.1f} MB",
+            _size(model.size_bytes),
         )
     console.print(table)
+
+
+def _size(num_bytes: int) -> str:
+    return f"{num_bytes / 1e6:.1f} MB" if num_bytes >= 1e6 else f"{num_bytes / 1e3:.0f} kB"
 
 
 def _number(value) -> str:

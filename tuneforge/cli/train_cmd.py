@@ -156,7 +156,12 @@ def train_command(
         if name in _OPTION_FIELDS and _from_command_line(ctx, name)
     }
     if resume:
-        config = _resumed_config(run_dir, given)
+        config, saved = _resumed_config(run_dir, given)
+        # Read the data as the run did, unless told otherwise.
+        if not _from_command_line(ctx, "steps_per_beat"):
+            steps_per_beat = int(saved.get("steps_per_beat", steps_per_beat))
+        if not _from_command_line(ctx, "split_seed"):
+            split_seed = int(saved.get("split_seed", split_seed))
     else:
         if hidden_size is not None and params is not None:
             raise ConfigError("give --hidden-size or --params, not both")
@@ -277,17 +282,19 @@ def _from_command_line(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
-def _resumed_config(run_dir: Path, given: dict[str, Any]):
-    """The run's saved TrainConfig, with the options typed on this command line applied."""
+def _resumed_config(run_dir: Path, given: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The run's saved TrainConfig, with the options typed on this command line applied, and
+    the run's saved config.json."""
     from tuneforge.train import TrainConfig
 
     saved_path = run_dir / "config.json"
     if not saved_path.is_file():
         raise ConfigError(f"no run to resume in {run_dir}; check --out or drop --resume")
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))["train_config"]
+    document = json.loads(saved_path.read_text(encoding="utf-8"))
+    fields = dict(document["train_config"])
     for name, value in given.items():
-        saved[_OPTION_FIELDS[name]] = value.value if isinstance(value, Enum) else value
-    return TrainConfig(**saved)
+        fields[_OPTION_FIELDS[name]] = value.value if isinstance(value, Enum) else value
+    return TrainConfig(**fields), document
 
 
 def _resume_command(data: str, run_dir: Path, data_dir: Path | None) -> str:

@@ -156,7 +156,10 @@ def open_output(
             continue
         client.open_port(index)
         return MidiOutput(client, name, available[index])
-    what = f"port {port!r}" if port else ("a virtual port" if virtual else "a MIDI output port")
+    if port:
+        what = f"MIDI output port matching {port!r}"
+    else:
+        what = "MIDI API that can open a virtual port" if virtual else "MIDI output port"
     raise PlaybackError(f"found no {what}; tried {', '.join(tried) or 'no API'}; {SYNTH_HINT}")
 
 
