@@ -3,8 +3,8 @@
 Each cell is the full cell's kernel (``torch._VF.rnn_tanh``, ``lstm``, ``gru``: oneDNN on CPU,
 cuDNN on GPU; on the CPU, where torch has no oneDNN GRU, the GRU family runs the hand-written
 recurrence of :mod:`tuneforge.cells.gru_recurrence` instead) with weights assembled at every
-call from the cell's free parameters. A
-variant is a structure imposed on those weights, block by block (one block per gate):
+call from the cell's free parameters. A variant is a structure imposed on those weights, block
+by block (one block per gate):
 
 - ``f`` full: a free parameter;
 - ``d`` diagonal: a free vector ``u`` placed on the block's diagonal (``U h -> u * h``);
@@ -38,7 +38,7 @@ _KERNELS: dict[str, Callable] = {
     "gru": torch._VF.gru,
 }
 _GATES = {"rnn": "h", "lstm": "ifgo", "gru": "rzn"}
-# The kernel's four weights in its order, with the width of each matrix's columns.
+# The kernel's four weights, in the order it takes them.
 _MATRICES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
