@@ -13,13 +13,7 @@ M, N, B, T = 6, 8, 3, 7
 SMALL = {"clockwork": {"num_modules": 4}, "mogrifier": {"rank": 3}, "rru": {"output_size": 5}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads; on a shared machine they only add waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stack(cell: str, num_layers: int = 2, dropout: float = 0.0, **extra):

@@ -11,13 +11,7 @@ from tuneforge.cells import build_stack
 M, N, B = 5, 8, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads; on a shared machine they only add waiting."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_clockwork_module_changes_only_on_its_ticks():

@@ -116,3 +116,17 @@ def test_render_command_writes_the_wav(tmp_path, soundfont):
     assert rate == 22050 and len(samples) / rate == pytest.approx(1.0 + 1.0, abs=1e-3)
     missing = CliRunner().invoke(app, ["render", str(midi), "--soundfont", str(tmp_path / "x.sf2")])
     assert missing.exit_code == 1 and "no SoundFont" in missing.output
+
+
+def test_render_command_tail_option_sets_the_ring_out(tmp_path, soundfont):
+    from typer.testing import CliRunner
+
+    from tuneforge.cli.app import app
+
+    midi = write_midi(tmp_path / "a.mid", [(60, 0, 8)])  # 8 steps at 4 per beat, 120 bpm: 1 s
+    out = tmp_path / "a.wav"
+    args = ["render", str(midi), "--out", str(out), "--soundfont", str(soundfont)]
+    result = CliRunner().invoke(app, [*args, "--sample-rate", "22050", "--tail", "0"])
+    assert result.exit_code == 0, result.output
+    rate, samples = _wav(out)
+    assert len(samples) / rate == pytest.approx(1.0, abs=1e-3)

@@ -151,25 +151,12 @@ def inspect(
     ] = None,
 ) -> None:
     """Show what a data set holds: every file's outcome with its reason, totals, a preview."""
-    from rich.progress import Progress
-
+    from tuneforge.cli.progress import parsing_progress
     from tuneforge.data.dataset import load_dataset
     from tuneforge.data.report import rolls_summary
 
     console = Console(highlight=False)
-    progress = None if as_json else Progress(console=Console(stderr=True), transient=True)
-    task = None
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal task
-        if progress is None or done >= total:
-            return  # nothing left to parse (a cached run): no bar at all
-        if task is None:
-            progress.start()
-            task = progress.add_task("parsing MIDI files", total=total)
-        progress.update(task, completed=done)
-
-    try:
+    with parsing_progress(enabled=not as_json) as on_progress:
         dataset = load_dataset(
             path,
             data_dir=data_dir,
@@ -181,9 +168,6 @@ def inspect(
             workers=workers,
             on_progress=on_progress,
         )
-    finally:
-        if progress is not None:
-            progress.stop()
 
     summary = rolls_summary(dataset.splits())
     if as_json:

@@ -25,6 +25,12 @@ def render(
     gain: Annotated[
         float, typer.Option(help="FluidSynth master gain (0.2 is quiet, 1 is loud).")
     ] = 0.8,
+    tail: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Seconds rendered after the piece ends, so the last notes ring out."
+        ),
+    ] = 1.0,
 ) -> None:
     """Render a MIDI file to a WAV file, faster than real time."""
     from tuneforge.playback.render import render_midi
@@ -33,7 +39,7 @@ def render(
     soundfont_path = find_soundfont(soundfont)
     started = time.perf_counter()
     report = render_midi(
-        file, out, soundfont_path=soundfont_path, sample_rate_hz=sample_rate, gain=gain
+        file, out, soundfont_path=soundfont_path, sample_rate_hz=sample_rate, gain=gain, tail_s=tail
     )
     elapsed_s = time.perf_counter() - started
     speed = report.duration_s / elapsed_s if elapsed_s > 0 else float("inf")

@@ -143,6 +143,7 @@ def train_command(
     """Train a model on DATA and write checkpoints, metrics and curves to a run folder."""
     from tuneforge.cells import resolve_cell
     from tuneforge.cli.dashboard import Dashboard, PlainLog, summary_table
+    from tuneforge.cli.progress import parsing_progress
     from tuneforge.data.dataset import load_dataset
     from tuneforge.distributed import context_from_env
     from tuneforge.models.budget import hidden_size_for_budget
@@ -191,11 +192,16 @@ def train_command(
             threads=threads,
         )
         config.check()
-    dataset = load_dataset(
-        data, data_dir=data_dir, steps_per_beat=steps_per_beat, split_seed=split_seed
-    )
-    console = Console(highlight=False)
     is_main = context_from_env().is_main
+    with parsing_progress(enabled=is_main and not quiet) as on_progress:
+        dataset = load_dataset(
+            data,
+            data_dir=data_dir,
+            steps_per_beat=steps_per_beat,
+            split_seed=split_seed,
+            on_progress=on_progress,
+        )
+    console = Console(highlight=False)
     if quiet or not is_main:
         view: Any = TrainCallbacks()
     elif console.is_terminal:
