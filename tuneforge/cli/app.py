@@ -42,7 +42,7 @@ class _ErrorReportingGroup(typer.core.TyperGroup):
         except TuneforgeError as error:
             if ctx.meta.get("tuneforge.debug"):
                 raise
-            err_console.print(f"[red]error:[/red] {escape(str(error))}")
+            err_console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
             ctx.exit(1)
 
 

@@ -8,8 +8,11 @@ sustain-off and all-notes-off on all 16 channels, so nothing keeps ringing.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,11 +65,26 @@ def _apis_to_try(api: str) -> list[tuple[str, int]]:
     raise PlaybackError(f"unknown MIDI API {api!r}; choose one of: {choices}")
 
 
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide what ALSA and JACK print from C while an API is probed; our error says it better."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _open_client(api_name: str, api_constant: int):
     """An rtmidi MidiOut on one API, or None where that API cannot be used here."""
     rtmidi = _rtmidi()
     try:
-        return rtmidi.MidiOut(api_constant, name=CLIENT_NAME)
+        with _native_stderr_silenced():
+            return rtmidi.MidiOut(api_constant, name=CLIENT_NAME)
     except rtmidi.SystemError:
         return None
 
