@@ -142,3 +142,20 @@ def test_generate_with_the_real_shipped_default_model(tmp_path, monkeypatch):
     midi = next(tmp_path.glob("*.mid"))
     assert read_provenance(midi)["model"] == "default"
     assert "default" in _run("models").output
+
+
+def test_generate_harmonizes_a_melody(shipped, tmp_path):
+    tune = write_midi(tmp_path / "tune.mid", [(72, 0, 4), (74, 4, 8), (76, 8, 16)])
+    out = tmp_path / "out"
+    result = _run("generate", "--melody", str(tune), "--seed", "3", "--num", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    melody = read_midi(tune, steps_per_beat=4).roll
+    for midi in sorted(out.glob("*.mid")):
+        roll = read_midi(midi, steps_per_beat=4).roll
+        assert len(roll) == len(melody)
+        assert (roll[melody.astype(bool)] == 1).all()  # the tune is kept
+        top = 76 - 21
+        assert not roll[:, top + 1 :].any()  # and nothing plays above it
+        assert read_provenance(midi)["melody"]["file"] == "tune.mid"
+    both = _run("generate", "--melody", str(tune), "--length", "4", "--out", str(out))
+    assert both.exit_code == 1 and "melody sets the length" in both.output

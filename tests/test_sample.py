@@ -15,6 +15,7 @@ from tuneforge.evaluate import score_rolls
 from tuneforge.sample import (
     SCALES,
     SamplingOptions,
+    melody_constraints,
     parse_key,
     parse_pitch,
     parse_pitch_range,
@@ -167,3 +168,23 @@ def test_a_mask_that_leaves_nothing_is_an_error():
 @given(st.integers(0, 127))
 def test_pitch_names_read_back(pitch):
     assert parse_pitch(pitch_name(pitch)) == pitch
+
+
+def test_a_harmonized_melody_keeps_its_top_line_with_the_harmony_under_it():
+    melody = np.zeros((12, 88), np.uint8)
+    melody[0:4, 40] = 1  # a tune: a note, a rest, a higher note with a lower one under it
+    melody[8:12, [30, 47]] = 1
+    on, below = melody_constraints(melody)
+    assert on[:4, 40].all() and on[8:, 47].all() and not on[8:, 30].any() and on.sum() == 8
+    assert below[0, 39] and not below[0, 40] and below[5].all()
+    model = _flat_model(2.0)  # every pitch likely: the constraint alone shapes the result
+    options = SamplingOptions(temperature=1.0)
+    rolls = sample_rolls(model, num_steps=12, batch_size=3, seed=2, options=options)
+    harmonized = list(sample_stream(model, num_steps=12, batch_size=3, seed=2, melody=melody))
+    for piece in torch.stack(harmonized, dim=1).numpy():  # (T, P)
+        assert (piece[on.astype(bool)] == 1).all()  # the melody sounds
+        assert not piece[:4, 41:].any() and not piece[8:, 48:].any()  # nothing above it
+        assert piece[:4, :40].sum() > 0 and piece[4:8, 41:].sum() > 0  # a harmony, free in rests
+    assert rolls[0][:4, 41:].any()  # without the melody the same model plays above 40
+    with pytest.raises(ConfigError, match="melody"):
+        list(sample_stream(model, num_steps=5, melody=melody))

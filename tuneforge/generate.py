@@ -57,7 +57,8 @@ def load_generator(spec: str | None, *, device: str = "cpu") -> Generator:
 
 @dataclass(frozen=True)
 class Primer:
-    """The opening a piece continues: its frames and where they came from."""
+    """A roll read from a MIDI file, the opening the pieces continue or the melody they
+    harmonize: its frames and where they came from."""
 
     roll: np.ndarray  # (T0, P) uint8
     file_name: str
@@ -89,6 +90,7 @@ class Request:
     seed: int = 0
     options: SamplingOptions = field(default_factory=SamplingOptions)
     primer: Primer | None = None
+    melody: Primer | None = None  # harmonize it; its length is num_steps
     tempo_bpm: float = 120.0
     program: int = 0  # General MIDI program of the written files
 
@@ -111,7 +113,6 @@ class GeneratedPiece:
 
 def provenance_of(generator: Generator, request: Request, piece_index: int) -> dict[str, Any]:
     """The record of where piece ``piece_index`` of ``request`` comes from."""
-    primer = request.primer
     return {
         "generator": f"tuneforge {__version__}",
         "model": generator.name,
@@ -128,14 +129,19 @@ def provenance_of(generator: Generator, request: Request, piece_index: int) -> d
         "tempo_bpm": request.tempo_bpm,
         "program": request.program,
         "options": request.options.to_dict(),
-        "primer": None
-        if primer is None
-        else {
-            "file": primer.file_name,
-            "sha256": primer.sha256,
-            "beats": primer.beats,
-            "steps": len(primer.roll),
-        },
+        "primer": _source_record(request.primer),
+        "melody": _source_record(request.melody),
+    }
+
+
+def _source_record(source: Primer | None) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    return {
+        "file": source.file_name,
+        "sha256": source.sha256,
+        "beats": source.beats,
+        "steps": len(source.roll),
     }
 
 
@@ -168,6 +174,7 @@ def generate(
         options=request.options,
         seed=request.seed,
         primer=primer_roll,
+        melody=None if request.melody is None else request.melody.roll,
     )
     frames: list[torch.Tensor] = []
 

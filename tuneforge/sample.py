@@ -133,6 +133,25 @@ def pitch_mask(options: SamplingOptions, *, lowest_pitch: int, num_pitches: int)
     return allowed
 
 
+def melody_constraints(melody: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(on, below)``, both ``(T, P)`` bool, for harmonizing the top line of ``melody``.
+
+    ``on`` holds the melody: the highest sounding pitch of each step. ``below`` allows, at each
+    step where the melody sounds, only the pitches under it (the harmony stays beneath the
+    tune); where the melody rests, every pitch.
+    """
+    roll = np.asarray(melody).astype(bool)
+    if roll.ndim != 2:
+        raise ConfigError("a melody must be a (T, P) roll")
+    num_pitches = roll.shape[1]
+    sounding = roll.any(axis=1)  # (T,)
+    top = np.where(sounding, num_pitches - 1 - np.argmax(roll[:, ::-1], axis=1), num_pitches)
+    on = np.zeros_like(roll)
+    on[np.nonzero(sounding)[0], top[sounding]] = True
+    below = np.arange(num_pitches)[None, :] < top[:, None]
+    return on, below
+
+
 def _model_pitches(model: torch.nn.Module) -> tuple[int, int]:
     """(lowest MIDI pitch, number of pitches) of a model's frames."""
     config = getattr(model, "config", None)
@@ -147,6 +166,7 @@ def sample_stream(
     options: SamplingOptions | None = None,
     seed: int = 0,
     primer: np.ndarray | None = None,
+    melody: np.ndarray | None = None,
     num_threads: int | None = 1,
 ) -> Iterator[torch.Tensor]:
     """Yield ``num_steps`` sampled frames, each a CPU uint8 tensor of shape ``(B, P)``.
@@ -155,6 +175,12 @@ def sample_stream(
     with ``seed``. With a ``primer`` roll ``(T0, P)``, the model first reads the primer (the
     same for every sample of the batch) and the samples continue it; the primer itself is not
     yielded.
+
+    With a ``melody`` roll ``(num_steps, P)`` the pieces harmonize it (see
+    :func:`melody_constraints`): each step keeps the melody's top note and only the drawn notes
+    under it, and the model reads the result, so later steps follow the melody. A step's notes
+    are drawn before that step's melody note is known to the model, as in any left-to-right
+    model; ``max_polyphony`` counts the harmony only.
 
     ``num_threads`` sets torch's intra-op threads until the stream ends (None: leave them).
     One step is too small to share out, and idle OpenMP workers spin on every core between
@@ -178,6 +204,12 @@ def sample_stream(
     inverse_temperature = 1.0 / options.temperature
     silent_steps = torch.zeros(batch_size, dtype=torch.long)  # (B,)
     rows = torch.arange(batch_size)
+    melody_on = melody_below = None
+    if melody is not None:
+        if len(melody) != num_steps or np.shape(melody)[1] != num_pitches:
+            raise ConfigError(f"the melody must be a ({num_steps}, {num_pitches}) roll")
+        on, below = melody_constraints(melody)
+        melody_on, melody_below = torch.from_numpy(on), torch.from_numpy(below)  # (T, P)
 
     was_training = model.training
     threads_before = torch.get_num_threads()
@@ -214,6 +246,8 @@ def sample_stream(
                         draws[rows[stuck], likeliest[stuck]] = True
                         silent = silent & ~stuck
                     silent_steps = torch.where(silent, silent_steps + 1, 0)
+                if melody_on is not None:
+                    draws = (draws & melody_below[step]) | melody_on[step]
                 frame = draws.to(torch.uint8)  # (B, P)
                 yield frame
                 if step + 1 < num_steps:

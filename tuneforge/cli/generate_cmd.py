@@ -45,6 +45,15 @@ def generate(
     primer_beats: Annotated[
         float | None, typer.Option(help="Use only the first N beats of the primer.")
     ] = None,
+    melody: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Harmonize this MIDI file: its top line is kept and the model writes the parts"
+            " under it; the pieces last as long as the melody.",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(file_okay=False, help="Folder for the MIDI files.")] = Path(
         "out"
     ),
@@ -88,11 +97,19 @@ def generate(
         raise ConfigError("give either --length (beats) or --steps, not both")
     if primer_beats is not None and primer is None:
         raise ConfigError("--primer-beats needs --primer FILE.mid")
+    if melody is not None and (length is not None or steps is not None):
+        raise ConfigError("the melody sets the length; drop --length and --steps")
     default_range = (SamplingOptions.lowest_pitch, SamplingOptions.highest_pitch)
     low, high = parse_pitch_range(pitch_range) if pitch_range else default_range
     generator = load_generator(model, device=device)
     spb = generator.steps_per_beat
-    num_steps = steps if steps is not None else round((32.0 if length is None else length) * spb)
+    tune = None if melody is None else read_primer(melody, steps_per_beat=spb)
+    if tune is not None:
+        num_steps = len(tune.roll)
+    else:
+        num_steps = (
+            steps if steps is not None else round((32.0 if length is None else length) * spb)
+        )
     options = SamplingOptions(
         temperature=temp,
         max_polyphony=max_polyphony,
@@ -111,6 +128,7 @@ def generate(
         primer=None
         if primer is None
         else read_primer(primer, steps_per_beat=spb, beats=primer_beats),
+        melody=tune,
         tempo_bpm=tempo,
         program=program,
     )
