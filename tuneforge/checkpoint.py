@@ -240,6 +240,10 @@ def _take_prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, t
 def _temp_path(final: Path) -> Path:
     handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(handle)
+    # mkstemp makes the file private (0600); a checkpoint gets the usual permissions instead.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 

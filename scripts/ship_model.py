@@ -1,0 +1,60 @@
+"""Copy a trained checkpoint into pretrained/ as a shipped model, with its model card.
+
+    .venv/bin/python scripts/ship_model.py RUN_OR_CHECKPOINT DATA --name default \
+        --description "..." --command "tuneforge train ..."
+
+The weights are loaded (so a broken checkpoint is refused), written again without optimizer
+state as pretrained/NAME.safetensors + NAME.json, and scored on the validation and test splits
+of DATA for the card (pretrained/README.md describes the card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tuneforge.checkpoint import load_checkpoint, save_checkpoint
+from tuneforge.evaluate import evaluate_checkpoint
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="run folder (its best checkpoint) or checkpoint file")
+    parser.add_argument("data", help="the data it was trained on (folder, file or name)")
+    parser.add_argument("--name", default="default")
+    parser.add_argument("--description", required=True)
+    parser.add_argument("--command", required=True, help="the command that trained it")
+    args = parser.parse_args()
+
+    loaded = load_checkpoint(args.checkpoint)
+    meta = {k: v for k, v in loaded.meta.items() if k != "progress"}
+    target = save_checkpoint(PRETRAINED / args.name, loaded.model, meta=meta)
+    scores = {
+        split: evaluate_checkpoint(target, args.data, split=split, device="cpu")
+        for split in ("valid", "test")
+    }
+    card = {
+        "description": args.description,
+        "data": f"{meta.get('dataset', args.data)}, {meta.get('steps_per_beat')} steps per beat",
+        "cell": loaded.config.cell,
+        "hidden_size": loaded.config.hidden_size,
+        "num_layers": loaded.config.num_layers,
+        "parameters": loaded.model.num_parameters(),
+        "epoch": meta.get("metrics", {}).get("epoch"),
+        "valid_nll": round(scores["valid"].nll, 4),
+        "test_nll": round(scores["test"].nll, 4),
+        "test_frame_accuracy": round(scores["test"].frame_accuracy, 4),
+        "scored_frames": scores["test"].scored_frames,
+        "command": args.command,
+    }
+    card_path = PRETRAINED / f"{args.name}.card.json"
+    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {target}, {target.with_suffix('.json')} and {card_path}")
+    print(json.dumps(card, indent=2))
+
+
+if __name__ == "__main__":
+    main()
