@@ -159,3 +159,21 @@ def test_generate_harmonizes_a_melody(shipped, tmp_path):
         assert read_provenance(midi)["melody"]["file"] == "tune.mid"
     both = _run("generate", "--melody", str(tune), "--length", "4", "--out", str(out))
     assert both.exit_code == 1 and "melody sets the length" in both.output
+
+
+def test_pieces_from_a_run_folder_are_named_after_the_run(tmp_path):
+    save_tiny(tmp_path / "runs" / "folk-lstm", "best")
+    out = tmp_path / "out"
+    result = _run(
+        "generate",
+        "--model",
+        str(tmp_path / "runs" / "folk-lstm"),
+        "--steps",
+        "8",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    assert [m.name for m in out.glob("*.mid")] == ["tuneforge-folk-lstm-best-s1-01.mid"]

@@ -45,7 +45,7 @@ def load_generator(spec: str | None, *, device: str = "cpu") -> Generator:
     path = resolve_model(spec)
     loaded = load_checkpoint(path, device=choose_device(device))
     shipped_name = spec if spec is not None and path.name == f"{spec}.safetensors" else None
-    name = shipped_name or (DEFAULT_MODEL if spec is None else loaded.path.stem)
+    name = shipped_name or (DEFAULT_MODEL if spec is None else _checkpoint_name(loaded.path))
     return Generator(
         model=loaded.model,
         name=name,
@@ -53,6 +53,13 @@ def load_generator(spec: str | None, *, device: str = "cpu") -> Generator:
         steps_per_beat=int(loaded.meta.get("steps_per_beat", 4)),
         config=loaded.config.to_dict(),
     )
+
+
+def _checkpoint_name(path: Path) -> str:
+    """A run's checkpoints are all called best or last: name them after their run folder."""
+    if path.stem in ("best", "last") and path.parent.name:
+        return f"{path.parent.name}-{path.stem}"
+    return path.stem
 
 
 @dataclass(frozen=True)
