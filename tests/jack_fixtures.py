@@ -95,6 +95,20 @@ class MidiRecorder:
             time.sleep(0.01)
         return predicate(self.snapshot())
 
+    def await_link(self, output, timeout_s: float = 5.0) -> None:
+        """Send a harmless message (CC 20, undefined in General MIDI) through ``output`` until
+        one arrives, then forget it: JACK connects ports a few periods after asking, and on a
+        busy machine messages sent before that are lost."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            output.send([0xB0, 20, 0])
+            if self.wait_for(lambda m: len(m) > 0, timeout_s=0.05):
+                time.sleep(0.05)
+                self.snapshot()
+                self.messages.clear()
+                return
+        raise AssertionError(f"no message reached {self.port_name} within {timeout_s} s")
+
     def close(self) -> None:
         """Close the port and the client."""
         self._midi_in.close_port()

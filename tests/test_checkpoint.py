@@ -157,3 +157,30 @@ def test_loading_never_executes_code(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path)
     assert not marker.exists()
+
+
+def test_ctrl_c_while_the_files_move_into_place_waits_for_both(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import tuneforge.checkpoint as checkpoint
+
+    first, _ = _trained_pair()
+    save_checkpoint(tmp_path / "last", first, meta={"epoch": 1})
+    second, _ = _trained_pair(hidden_size=12)
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_interrupt(src, dst):
+        calls.append(dst)
+        if len(calls) == 1:  # Ctrl-C lands between the tensor file and its config
+            os.kill(os.getpid(), signal.SIGINT)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "last", second, meta={"epoch": 2})
+    assert len(calls) == 2  # both files moved before the interrupt was delivered
+    loaded = load_checkpoint(tmp_path / "last")  # a consistent pair: the new one
+    assert loaded.meta["epoch"] == 2 and loaded.config.hidden_size == 12
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind

@@ -189,6 +189,7 @@ def test_a_virtual_port_plays_to_whoever_connects(jack_server):
     output = open_output(virtual="tfout", api="jack")
     listener = MidiRecorder("in", connect_to="tfout")
     try:
+        listener.await_link(output)
         events = [
             TimedMessage(0.0, mido.Message("note_on", note=60, velocity=90)),
             TimedMessage(0.05, mido.Message("note_off", note=60)),

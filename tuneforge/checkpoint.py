@@ -13,7 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,28 +107,27 @@ def save_checkpoint(
     # safetensors wants contiguous CPU tensors that share no memory.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
 
-    tmp_tensor = _temp_path(tensor_path)
-    try:
-        save_file(tensors, str(tmp_tensor))
-        digest = _sha256(tmp_tensor)
-        os.replace(tmp_tensor, tensor_path)
-    finally:
-        tmp_tensor.unlink(missing_ok=True)
-
     document = {
         "format_version": FORMAT_VERSION,
         "tuneforge_version": __version__,
         "tensor_file": tensor_path.name,
-        "tensor_sha256": digest,
         "model_config": model.config.to_dict(),
         "meta": meta,
         "optimizer": optimizer_json,
     }
+    tmp_tensor = _temp_path(tensor_path)
     tmp_config = _temp_path(config_path)
     try:
+        save_file(tensors, str(tmp_tensor))
+        document["tensor_sha256"] = _sha256(tmp_tensor)
         tmp_config.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp_config, config_path)
+        # Both files move into place together: a Ctrl-C between the two renames would leave
+        # new weights beside an old config, so it waits until both are done.
+        with _interrupts_deferred():
+            os.replace(tmp_tensor, tensor_path)
+            os.replace(tmp_config, config_path)
     finally:
+        tmp_tensor.unlink(missing_ok=True)
         tmp_config.unlink(missing_ok=True)
     return tensor_path
 
@@ -235,6 +238,22 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict[str, Any]
 
 def _take_prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT back for the duration of the block, then deliver it if one came."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    received: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(*received[0])
 
 
 def _temp_path(final: Path) -> Path:
