@@ -27,12 +27,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tuneforge.cells import build_stack, cell_names  # noqa: E402  (after the path fix above)
 
+RESULTS = Path(__file__).resolve().parent / "results" / "cells.json"
 REFERENCE = "nn.LSTM"
+# torch's own GRU, timed beside the others: on CPU no fused GRU kernel exists, which bounds
+# what the GRU family can reach relative to nn.LSTM.
+TORCH_GRU = "nn.GRU"
 
 
 def _make_model(name: str, input_size: int, hidden_size: int, device: torch.device) -> nn.Module:
     if name == REFERENCE:
         return nn.LSTM(input_size, hidden_size, batch_first=True).to(device)
+    if name == TORCH_GRU:
+        return nn.GRU(input_size, hidden_size, batch_first=True).to(device)
     return build_stack(name, input_size=input_size, hidden_size=hidden_size).to(device)
 
 
@@ -49,7 +55,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    names = [REFERENCE] + (args.cells or cell_names())
+    names = [REFERENCE, TORCH_GRU] + (args.cells or cell_names())
     x = torch.randn(args.batch, args.window, args.input_size, device=device)
     models = {name: _make_model(name, args.input_size, args.hidden_size, device) for name in names}
     optimizers = {name: torch.optim.Adam(m.parameters(), lr=1e-3) for name, m in models.items()}
@@ -123,7 +129,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="0: the machine's default")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cells", nargs="*", help="cells to time (default: all)")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/cells.json"))
+    parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args()
     report = run(args)
     print(_table(report))

@@ -43,7 +43,7 @@ def main() -> None:
         "hidden_size": loaded.config.hidden_size,
         "num_layers": loaded.config.num_layers,
         "parameters": loaded.model.num_parameters(),
-        "epoch": meta.get("metrics", {}).get("epoch"),
+        "best_epoch": meta.get("metrics", {}).get("epoch", -1) + 1,  # counted from 1
         "valid_nll": round(scores["valid"].nll, 4),
         "test_nll": round(scores["test"].nll, 4),
         "test_frame_accuracy": round(scores["test"].frame_accuracy, 4),

@@ -184,3 +184,15 @@ def test_ctrl_c_while_the_files_move_into_place_waits_for_both(tmp_path, monkeyp
     loaded = load_checkpoint(tmp_path / "last")  # a consistent pair: the new one
     assert loaded.meta["epoch"] == 2 and loaded.config.hidden_size == 12
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_checkpoint_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    model, _ = _trained_pair()
+    tensor_path = save_checkpoint(tmp_path / "best", model, meta={})
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (tensor_path, tensor_path.with_suffix(".json")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

@@ -123,6 +123,11 @@ def save_checkpoint(
         tmp_config.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
         # Both files move into place together: a Ctrl-C between the two renames would leave
         # new weights beside an old config, so it waits until both are done.
+        # Temporary files are private (0600); a checkpoint gets the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        for tmp in (tmp_tensor, tmp_config):
+            os.chmod(tmp, 0o666 & ~umask)
         with _interrupts_deferred():
             os.replace(tmp_tensor, tensor_path)
             os.replace(tmp_config, config_path)
@@ -259,10 +264,6 @@ def _interrupts_deferred() -> Iterator[None]:
 def _temp_path(final: Path) -> Path:
     handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(handle)
-    # mkstemp makes the file private (0600); a checkpoint gets the usual permissions instead.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 
