@@ -5,7 +5,9 @@ early stopping on validation NLL, and the test NLL is that of the best validatio
 (frames 2..T of each whole test piece, nats per frame). Prints a table and writes JSON.
 
     python benchmarks/nll.py --data jsb --data-dir ../shared/data/benchmarks \
-        --cells lstm,gru --params 1000000 --json nll.json
+        --cells lstm,gru,rru --params 1000000 --cell-option rru_dropout=0.6
+
+``--cell-option KEY=VALUE`` goes to every cell of the list that has that option.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from tuneforge.cells import CELLS, resolve_cell
+from tuneforge.cells.registry import cell_options
 from tuneforge.data.dataset import load_dataset
 from tuneforge.evaluate import SCORED_FRAMES
 from tuneforge.models.budget import hidden_size_for_budget
 from tuneforge.train import TrainCallbacks, TrainConfig, train
+
+RESULTS = Path(__file__).resolve().parent / "results" / "nll.json"
 
 
 class _EpochLine(TrainCallbacks):
@@ -57,18 +63,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/nll-benchmark"))
-    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--cell-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option for the cells that have it (repeatable)",
+    )
+    parser.add_argument("--json", type=Path, default=RESULTS, help="write the results here")
     args = parser.parse_args(argv)
+    given = dict(option.split("=", 1) for option in args.cell_option)
 
     dataset = load_dataset(args.data, data_dir=args.data_dir)
     rows = []
     for cell in [name.strip() for name in args.cells.split(",") if name.strip()]:
+        known = CELLS[resolve_cell(cell)].options
+        options = cell_options(cell, {k: v for k, v in given.items() if k in known})
         hidden_size = hidden_size_for_budget(
-            cell, args.params, num_layers=args.layers, dropout=args.dropout
+            cell, args.params, num_layers=args.layers, dropout=args.dropout, cell_options=options
         )
         config = TrainConfig(
             cell=cell,
             hidden_size=hidden_size,
+            cell_options=options,
             num_layers=args.layers,
             dropout=args.dropout,
             lr=args.lr,
@@ -85,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             {
                 "cell": cell,
+                "cell_options": options,
                 "hidden_size": hidden_size,
                 "parameters": result.parameters,
                 "test_nll": result.test_nll,
@@ -127,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     Console().print(table)
     text = json.dumps(report, indent=2)
     print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(text + "\n", encoding="utf-8")
     return 0
 
 
