@@ -8,6 +8,7 @@ every state tensor lets :func:`select_state` and :func:`detach_state` treat all 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ LayerState = tuple[Tensor, ...]
 StackState = tuple[LayerState, ...]
 
 
-class RecurrentLayer(nn.Module):
+class RecurrentLayer(nn.Module, ABC):
     """Base of every cell: sizes, the initial state, and the (B, T, F) forward contract.
 
     Subclasses set ``input_size``, ``hidden_size`` and ``output_size``, and implement
@@ -31,13 +32,13 @@ class RecurrentLayer(nn.Module):
     hidden_size: int
     output_size: int
 
+    @abstractmethod
     def initial_state(self, batch_size: int, like: Tensor) -> LayerState:
         """The state before the first step, on the device and dtype of ``like``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward(self, x: Tensor, state: LayerState | None = None) -> tuple[Tensor, LayerState]:
         """Run over ``x`` (B, T, input_size) from ``state``; return (B, T, output_size), state."""
-        raise NotImplementedError
 
 
 class RecurrentStack(nn.Module):
