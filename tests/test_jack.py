@@ -6,6 +6,7 @@ stops it at the end, so the tests can run side by side and leave nothing behind.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -164,6 +165,35 @@ def test_generate_plays_what_it_writes(recorder, tmp_path, monkeypatch):
     heard = sorted(d[1] for _, d in recorder.snapshot() if d[0] & 0xF0 == 0x90 and d[2] > 0)
     assert heard == expected_ons
     assert unmatched_note_ons(recorder.snapshot()) == []
+
+
+def test_ctrl_c_during_generate_play_leaves_no_sounding_note_and_keeps_the_piece(
+    recorder, tmp_path
+):
+    save_tiny(tmp_path / "models", "default", head_bias=-2.5)  # a few notes per step
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "tuneforge", "generate", "--steps", "400", "--seed", "4"]
+    command += ["--play", "--port", "sink", "--api", "jack", "--out", str(out)]
+    env = {**os.environ, PRETRAINED_DIR_ENV: str(tmp_path / "models")}
+    player = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        started = recorder.wait_for(
+            lambda m: sum(d[0] & 0xF0 == 0x90 and d[2] > 0 for _, d in m) >= 3, timeout_s=30
+        )
+        assert started, "playback never started"
+        player.send_signal(signal.SIGINT)  # 400 steps last 50 s: this lands mid-piece
+        stdout, stderr = player.communicate(timeout=30)
+    finally:
+        if player.poll() is None:
+            player.kill()
+            player.communicate()
+    assert player.returncode == 130, stderr
+    assert recorder.wait_for(lambda m: sum(d[0] & 0xF0 == 0xB0 for _, d in m) >= 32, 5)
+    assert unmatched_note_ons(recorder.snapshot()) == []
+    written = list(out.glob("*.mid"))  # the whole piece is still sampled and written
+    assert len(written) == 1 and read_events(written[0]).duration_s > 45
 
 
 def test_a_dense_chord_and_the_panic_arrive_whole(recorder):
