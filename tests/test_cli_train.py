@@ -187,3 +187,29 @@ def test_dashboard_renders_every_figure(tmp_path):
     ):
         assert label in text, label
     assert sparkline([3.0, 2.0, 1.0]) == "█▅▁"
+
+
+def test_training_on_a_folder_names_the_files_it_could_not_use(tmp_path, monkeypatch):
+    from tests.midi_factory import write_midi
+
+    monkeypatch.setenv("TUNEFORGE_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "midis"
+    folder.mkdir()
+    for index in range(10):
+        notes = [(60 + (step + index) % 12, step, step + 2) for step in range(0, 48, 2)]
+        write_midi(folder / f"tune{index}.mid", [*notes, (48, 0, 48)])
+    (folder / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01")  # cut off
+    write_midi(folder / "drums.mid", [(38, step, step + 1, 9) for step in range(0, 48, 2)])
+    out = tmp_path / "run"
+    args = ["train", str(folder), "--epochs", "1"]
+    result = runner.invoke(app, [*args, "--out", str(out), *FAST])
+    assert result.exit_code == 0, result.output
+    assert "2 of 12 MIDI files not used" in result.stderr
+    assert "broken.mid" in result.stderr and "drums.mid" in result.stderr
+    kept = runner.invoke(app, [*args, "--out", str(tmp_path / "run2"), "--keep-percussion", *FAST])
+    assert kept.exit_code == 0, kept.output
+    assert "1 of 12 MIDI files not used" in kept.stderr and "drums.mid" not in kept.stderr
+    assert json.loads((tmp_path / "run2" / "config.json").read_text())["keep_percussion"] is True
+    evaluated = runner.invoke(app, ["evaluate", str(tmp_path / "run2"), str(folder), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["fingerprint_matches"] is True  # read as trained

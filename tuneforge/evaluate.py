@@ -141,8 +141,8 @@ def evaluate_checkpoint(
 ) -> EvaluationReport:
     """Load ``checkpoint`` and score it on ``split`` of ``data`` (folder, file or benchmark name).
 
-    The data are read at the checkpoint's ``steps_per_beat`` and split with its split seed, so a
-    checkpoint is scored on the pieces it was validated against during training.
+    The data are read with the checkpoint's settings (steps per beat, split seed, percussion and
+    octave folding), so a checkpoint is scored on the pieces it was validated against.
     """
     from tuneforge.checkpoint import load_checkpoint
     from tuneforge.data.dataset import load_dataset
@@ -158,6 +158,8 @@ def evaluate_checkpoint(
         data_dir=data_dir,
         steps_per_beat=steps_per_beat,
         split_seed=int(loaded.meta.get("split_seed", 0)),
+        keep_percussion=bool(loaded.meta.get("keep_percussion", False)),
+        fold_octaves=bool(loaded.meta.get("fold_octaves", False)),
     )
     rolls = getattr(dataset, split)
     if not rolls:

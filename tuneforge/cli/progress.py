@@ -36,3 +36,25 @@ def parsing_progress(enabled: bool = True) -> Iterator[Callable[[int, int], None
         yield on_progress
     finally:
         progress.stop()
+
+
+UNUSED_SHOWN = 5  # unused files named one by one; `tuneforge data inspect` lists them all
+
+
+def print_unused_files(report, data: str, console: Console) -> None:
+    """Tell the user which MIDI files of a folder were not used, and why (a few by name)."""
+    from tuneforge.data.report import FAILED, SKIPPED
+
+    unused = [f for f in report.files if f.outcome in (SKIPPED, FAILED)]
+    if not unused:
+        return
+    midi_files = sum(1 for f in report.files if f.outcome != "ignored")
+    console.print(
+        f"[yellow]{len(unused)} of {midi_files} MIDI files not used[/yellow] "
+        f"({report.summary_line()})",
+        soft_wrap=True,
+    )
+    for file in unused[:UNUSED_SHOWN]:
+        console.print(f"  {file.outcome} {file.path}: {file.detail or file.reason}", soft_wrap=True)
+    if len(unused) > UNUSED_SHOWN:
+        console.print(f"  ... all of them: tuneforge data inspect {data}", soft_wrap=True)

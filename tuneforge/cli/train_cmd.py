@@ -138,12 +138,19 @@ def train_command(
     ] = None,
     steps_per_beat: Annotated[int, typer.Option(help="Time steps per beat (MIDI folders).")] = 4,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/valid/test split.")] = 0,
+    keep_percussion: Annotated[
+        bool, typer.Option("--keep-percussion", help="Keep notes of the percussion channel 10.")
+    ] = False,
+    fold_octaves: Annotated[
+        bool,
+        typer.Option("--fold-octaves", help="Fold notes outside A0..C8 into range by octaves."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train a model on DATA and write checkpoints, metrics and curves to a run folder."""
     from tuneforge.cells import resolve_cell
     from tuneforge.cli.dashboard import Dashboard, PlainLog, summary_table
-    from tuneforge.cli.progress import parsing_progress
+    from tuneforge.cli.progress import parsing_progress, print_unused_files
     from tuneforge.data.dataset import load_dataset
     from tuneforge.distributed import context_from_env
     from tuneforge.models.budget import hidden_size_for_budget
@@ -163,6 +170,8 @@ def train_command(
             steps_per_beat = int(saved.get("steps_per_beat", steps_per_beat))
         if not _from_command_line(ctx, "split_seed"):
             split_seed = int(saved.get("split_seed", split_seed))
+        keep_percussion = keep_percussion or bool(saved.get("keep_percussion", False))
+        fold_octaves = fold_octaves or bool(saved.get("fold_octaves", False))
     else:
         if hidden_size is not None and params is not None:
             raise ConfigError("give --hidden-size or --params, not both")
@@ -199,16 +208,25 @@ def train_command(
             data_dir=data_dir,
             steps_per_beat=steps_per_beat,
             split_seed=split_seed,
+            keep_percussion=keep_percussion,
+            fold_octaves=fold_octaves,
             on_progress=on_progress,
         )
     console = Console(highlight=False)
+    if dataset.report is not None and is_main and not quiet:
+        print_unused_files(dataset.report, data, Console(stderr=True, highlight=False))
     if quiet or not is_main:
         view: Any = TrainCallbacks()
     elif console.is_terminal:
         view = Dashboard(console)
     else:
         view = PlainLog(console)
-    data_meta = {"data_spec": data, "split_seed": split_seed}
+    data_meta = {
+        "data_spec": data,
+        "split_seed": split_seed,
+        "keep_percussion": keep_percussion,
+        "fold_octaves": fold_octaves,
+    }
     try:
         result = train(
             config, dataset, run_dir=run_dir, callbacks=view, resume=resume, data_meta=data_meta
