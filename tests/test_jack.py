@@ -73,25 +73,35 @@ def test_loopback_every_note_ends_and_timing_is_within_10_ms(recorder, tmp_path)
         assert abs((arrival - first_arrival) - (event.time_s - first_time)) <= 0.010
 
 
-def test_ctrl_c_during_play_leaves_no_sounding_note(recorder, tmp_path):
-    # Chords held for seconds: Ctrl-C lands while notes sound.
-    notes = [(48, 0, 64), (60, 0, 32), (64, 8, 40), (67, 16, 64), (72, 32, 64)]
-    midi = write_midi(tmp_path / "long.mid", notes)
-    command = [sys.executable, "-c", "from tuneforge.cli.app import main; main()"]
-    command += ["play", str(midi), "--port", "sink", "--api", "jack"]
-    player = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _interrupt_after_notes(recorder, args, *, env=None, num_notes=3, timeout_s=30):
+    """Run `tuneforge ARGS` in a subprocess, send SIGINT once ``num_notes`` note-ons reached
+    the recorder, and return (exit status, stdout, stderr)."""
+    command = [sys.executable, "-m", "tuneforge", *args]
+    player = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         started = recorder.wait_for(
-            lambda m: sum(d[0] & 0xF0 == 0x90 for _, d in m) >= 3, timeout_s=30
+            lambda m: sum(d[0] & 0xF0 == 0x90 and d[2] > 0 for _, d in m) >= num_notes,
+            timeout_s=timeout_s,
         )
         assert started, "playback never started"
         player.send_signal(signal.SIGINT)
-        stdout, stderr = player.communicate(timeout=15)
+        stdout, stderr = player.communicate(timeout=timeout_s)
     finally:
         if player.poll() is None:
             player.kill()
             player.communicate()
-    assert player.returncode == 130, stderr
+    return player.returncode, stdout, stderr
+
+
+def test_ctrl_c_during_play_leaves_no_sounding_note(recorder, tmp_path):
+    # Chords held for seconds: Ctrl-C lands while notes sound.
+    notes = [(48, 0, 64), (60, 0, 32), (64, 8, 40), (67, 16, 64), (72, 32, 64)]
+    midi = write_midi(tmp_path / "long.mid", notes)
+    args = ["play", str(midi), "--port", "sink", "--api", "jack"]
+    returncode, stdout, stderr = _interrupt_after_notes(recorder, args)
+    assert returncode == 130, stderr
     assert "stopped" in stdout
     messages = recorder.snapshot()
     assert recorder.wait_for(lambda m: sum(d[0] & 0xF0 == 0xB0 for _, d in m) >= 32, 5)
@@ -172,24 +182,11 @@ def test_ctrl_c_during_generate_play_leaves_no_sounding_note_and_keeps_the_piece
 ):
     save_tiny(tmp_path / "models", "default", head_bias=-2.5)  # a few notes per step
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "tuneforge", "generate", "--steps", "400", "--seed", "4"]
-    command += ["--play", "--port", "sink", "--api", "jack", "--out", str(out)]
+    args = ["generate", "--steps", "400", "--seed", "4", "--play", "--port", "sink"]
+    args += ["--api", "jack", "--out", str(out)]  # 400 steps last 50 s: SIGINT lands mid-piece
     env = {**os.environ, PRETRAINED_DIR_ENV: str(tmp_path / "models")}
-    player = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        started = recorder.wait_for(
-            lambda m: sum(d[0] & 0xF0 == 0x90 and d[2] > 0 for _, d in m) >= 3, timeout_s=30
-        )
-        assert started, "playback never started"
-        player.send_signal(signal.SIGINT)  # 400 steps last 50 s: this lands mid-piece
-        stdout, stderr = player.communicate(timeout=30)
-    finally:
-        if player.poll() is None:
-            player.kill()
-            player.communicate()
-    assert player.returncode == 130, stderr
+    returncode, _, stderr = _interrupt_after_notes(recorder, args, env=env)
+    assert returncode == 130, stderr
     assert recorder.wait_for(lambda m: sum(d[0] & 0xF0 == 0xB0 for _, d in m) >= 32, 5)
     assert unmatched_note_ons(recorder.snapshot()) == []
     written = list(out.glob("*.mid"))  # the whole piece is still sampled and written

@@ -11,6 +11,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tuneforge.cli.data_options import (
+    DataDirOption,
+    FoldOctavesOption,
+    KeepPercussionOption,
+    StepsPerBeatOption,
+)
+
 data_app = typer.Typer(
     help="Inspect data: MIDI folders and the benchmark sets.", no_args_is_help=True
 )
@@ -118,9 +125,7 @@ def inspect(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON only (no tables, no bar).")
     ] = False,
-    steps_per_beat: Annotated[
-        int, typer.Option(min=1, help="Steps per quarter note when reading MIDI files.")
-    ] = 4,
+    steps_per_beat: StepsPerBeatOption = 4,
     cache_dir: Annotated[
         Path | None,
         typer.Option(
@@ -128,21 +133,9 @@ def inspect(
             help="Cache folder (default: $TUNEFORGE_CACHE_DIR or the user cache directory).",
         ),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            file_okay=False,
-            help="Where benchmark files are looked up by name "
-            "(default: $TUNEFORGE_DATA_DIR, else ./data and ./benchmarks).",
-        ),
-    ] = None,
-    keep_percussion: Annotated[
-        bool, typer.Option("--keep-percussion", help="Keep notes of the percussion channel 10.")
-    ] = False,
-    fold_octaves: Annotated[
-        bool,
-        typer.Option("--fold-octaves", help="Fold notes outside A0..C8 into range by octaves."),
-    ] = False,
+    data_dir: DataDirOption = None,
+    keep_percussion: KeepPercussionOption = False,
+    fold_octaves: FoldOctavesOption = False,
     max_steps: Annotated[
         int, typer.Option(min=2, help="Skip files whose notes span more steps than this.")
     ] = 100_000,

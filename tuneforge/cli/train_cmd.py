@@ -12,6 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tuneforge.cli.data_options import (
+    DataDirOption,
+    FoldOctavesOption,
+    KeepPercussionOption,
+    StepsPerBeatOption,
+)
 from tuneforge.errors import ConfigError
 
 DATA_HELP = (
@@ -133,18 +139,11 @@ def train_command(
         list[str] | None,
         typer.Option("--cell-option", "-O", help="A cell option KEY=VALUE (repeatable)."),
     ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Folder holding the benchmark files.")
-    ] = None,
-    steps_per_beat: Annotated[int, typer.Option(help="Time steps per beat (MIDI folders).")] = 4,
+    data_dir: DataDirOption = None,
+    steps_per_beat: StepsPerBeatOption = 4,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/valid/test split.")] = 0,
-    keep_percussion: Annotated[
-        bool, typer.Option("--keep-percussion", help="Keep notes of the percussion channel 10.")
-    ] = False,
-    fold_octaves: Annotated[
-        bool,
-        typer.Option("--fold-octaves", help="Fold notes outside A0..C8 into range by octaves."),
-    ] = False,
+    keep_percussion: KeepPercussionOption = False,
+    fold_octaves: FoldOctavesOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train a model on DATA and write checkpoints, metrics and curves to a run folder."""
@@ -265,9 +264,7 @@ def evaluate_command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Folder holding the benchmark files.")
-    ] = None,
+    data_dir: DataDirOption = None,
     device: Annotated[DeviceChoice, typer.Option(help="Device.")] = DeviceChoice.auto,
     batch_size: Annotated[int, typer.Option(help="Whole pieces per batch.")] = 32,
 ) -> None:

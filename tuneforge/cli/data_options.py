@@ -1,0 +1,26 @@
+"""Options that say how data are read, shared by every command that reads data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        file_okay=False,
+        help="Where benchmark files are looked up by name "
+        "(default: $TUNEFORGE_DATA_DIR, else ./data and ./benchmarks).",
+    ),
+]
+StepsPerBeatOption = Annotated[
+    int, typer.Option(min=1, help="Steps per quarter note when reading MIDI files.")
+]
+KeepPercussionOption = Annotated[
+    bool, typer.Option("--keep-percussion", help="Keep notes of the percussion channel 10.")
+]
+FoldOctavesOption = Annotated[
+    bool, typer.Option("--fold-octaves", help="Fold notes outside A0..C8 into range by octaves.")
+]
