@@ -16,6 +16,7 @@ from tuneforge.checkpoint import (
     save_checkpoint,
 )
 from tuneforge.errors import CheckpointError
+from tuneforge.models.frames import FrameBatch
 from tuneforge.models.sequence import ModelConfig, SequenceModel
 
 
@@ -23,8 +24,8 @@ def _trained_pair(hidden_size: int = 8) -> tuple[SequenceModel, torch.optim.Opti
     torch.manual_seed(0)
     model = SequenceModel(ModelConfig(cell="lstm", hidden_size=hidden_size, dropout=0.1))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    logits, _ = model(torch.rand(2, 5, 88))
-    logits.sum().backward()
+    log_lik, _ = model(FrameBatch.from_frames((torch.rand(2, 6, 88) < 0.1).float()))
+    (-log_lik.play.sum()).backward()
     optimizer.step()
     return model, optimizer
 

@@ -14,7 +14,7 @@ from tuneforge.checkpoint import load_checkpoint
 from tuneforge.cli.app import app
 from tuneforge.cli.dashboard import Dashboard, sparkline
 from tuneforge.models.budget import count_model_parameters
-from tuneforge.models.sequence import ModelConfig
+from tuneforge.models.sequence import ModelConfig, SequenceModel
 
 runner = CliRunner()
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -51,7 +51,9 @@ def test_train_then_evaluate_a_benchmark_file(tmp_path):
     for name in ("config.json", "metrics.jsonl", "curves.png", "best.json", "last.json"):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
-    assert config["train_config"]["hidden_size"] == 12
+    assert (
+        config["model_config"]["hidden_size"] == 12 and config["model_config"]["kind"] == "sequence"
+    )
     assert config["model_config"]["cell"] == "lstm"
 
     evaluated = runner.invoke(app, ["evaluate", str(out), str(data), "--json"])
@@ -137,7 +139,7 @@ def test_resume_on_the_command_line_extends_a_run(tmp_path):
     )
     assert resumed.exit_code == 0, resumed.output
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
-    assert json.loads((out / "config.json").read_text())["train_config"]["hidden_size"] == 12
+    assert json.loads((out / "config.json").read_text())["model_config"]["hidden_size"] == 12
 
 
 def test_nottingham_folder_trains_with_lstm_variant(tmp_path, monkeypatch):
@@ -168,10 +170,9 @@ def test_dashboard_renders_every_figure(tmp_path):
 
     console = Console(record=True, width=100, force_terminal=True)
     dashboard = Dashboard(console)
-    config = TrainConfig(
-        hidden_size=8, epochs=2, batch_size=4, window_steps=16, device="cpu", threads=1
-    )
-    train(config, tiny_dataset(), run_dir=tmp_path, callbacks=dashboard)
+    config = TrainConfig(epochs=2, batch_size=4, window_steps=16, device="cpu", threads=1)
+    model = SequenceModel(ModelConfig(hidden_size=8))
+    train(config, tiny_dataset(), model=model, run_dir=tmp_path, callbacks=dashboard)
     console.print(dashboard.render())
     text = console.export_text()
     for label in (

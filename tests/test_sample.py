@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.tiny_models import tiny_model
 from tuneforge.cli.rollview import pitch_name
 from tuneforge.errors import ConfigError
-from tuneforge.evaluate import score_rolls
+from tuneforge.evaluate import score_frames, score_rolls
 from tuneforge.sample import (
     SCALES,
     SamplingOptions,
@@ -22,7 +22,6 @@ from tuneforge.sample import (
     pitch_mask,
     sample_rolls,
     sample_stream,
-    score_frames,
 )
 
 
@@ -104,16 +103,30 @@ def test_the_primer_is_read_first_and_kept_at_the_start():
     assert not np.array_equal(primed[0][8:], plain[0])  # the model heard the primer
 
 
+def _count_reads(model) -> list:
+    """Record the shape of every frame block the sampler feeds ``model``."""
+    calls: list = []
+    read = model.read
+
+    def counting(frames, *args, **kwargs):
+        calls.append(tuple(frames.shape))
+        return read(frames, *args, **kwargs)
+
+    model.read = counting
+    return calls
+
+
 def test_frames_stream_out_one_model_step_at_a_time():
     model = tiny_model()
-    calls = []
-    model.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))
+    calls = _count_reads(model)
     stream = sample_stream(model, num_steps=100, batch_size=2, seed=0)
-    first = next(stream)
-    assert first.shape == (2, 88) and first.dtype == torch.uint8
-    assert len(calls) == 1  # the other 99 steps are not sampled yet
+    first = next(stream)  # the opening frame: nothing drawn yet
+    assert first.shape == (2, 88) and first.dtype == torch.uint8 and not first.any()
+    assert calls == []
+    next(stream)
+    assert len(calls) == 1  # the model read the opening to draw step 1; the rest waits
     rest = list(stream)
-    assert len(rest) == 99 and len(calls) == 100
+    assert len(rest) == 98 and len(calls) == 99
     assert all(shape[1] == 1 for shape in calls)  # (B, 1, P): one step per call
 
 
@@ -121,7 +134,8 @@ def test_sampling_runs_on_one_thread_and_restores_the_setting():
     model = tiny_model()
     before = torch.get_num_threads()
     seen = []
-    model.register_forward_hook(lambda *args: seen.append(torch.get_num_threads()))
+    read = model.read
+    model.read = lambda *args: seen.append(torch.get_num_threads()) or read(*args)
     sample_rolls(model, num_steps=5)
     assert set(seen) == {1} and torch.get_num_threads() == before
 

@@ -11,6 +11,7 @@ import torch
 
 from tuneforge.checkpoint import load_checkpoint
 from tuneforge.errors import ConfigError, TrainingError
+from tuneforge.models import build_model
 from tuneforge.models.budget import count_model_parameters, hidden_size_for_budget
 from tuneforge.models.sequence import ModelConfig
 from tuneforge.train import TrainCallbacks, TrainConfig, train
@@ -54,8 +55,11 @@ def tiny_dataset(seed: int = 0) -> TinyDataset:
     )
 
 
-def tiny_config(**changes) -> TrainConfig:
-    """A config that trains in well under a second."""
+MODEL_FIELDS = ("hidden_size", "dropout", "cell", "head", "articulation", "meter")
+
+
+def tiny_config(**changes) -> tuple[TrainConfig, ModelConfig]:
+    """A training config and a model that train in well under a second."""
     base = dict(
         hidden_size=16,
         epochs=3,
@@ -67,7 +71,16 @@ def tiny_config(**changes) -> TrainConfig:
         eval_batch_size=8,
         threads=1,  # the test machine's cores are shared; one thread is faster there
     )
-    return TrainConfig(**{**base, **changes})
+    merged = {**base, **changes}
+    model = {key: merged.pop(key) for key in MODEL_FIELDS if key in merged}
+    return TrainConfig(**merged), ModelConfig(**model)
+
+
+def fit(configs: tuple[TrainConfig, ModelConfig], dataset, **options):
+    """train() with the model the configs describe, built from the training seed."""
+    train_config, model_config = configs
+    model = build_model(model_config, seed=train_config.seed)
+    return train(train_config, dataset, model=model, **options)
 
 
 class Recorder(TrainCallbacks):
@@ -93,7 +106,7 @@ class Recorder(TrainCallbacks):
 
 def test_training_learns_and_fills_the_run_folder(tmp_path):
     recorder = Recorder()
-    result = train(tiny_config(epochs=4), tiny_dataset(), run_dir=tmp_path, callbacks=recorder)
+    result = fit(tiny_config(epochs=4), tiny_dataset(), run_dir=tmp_path, callbacks=recorder)
     losses = [entry.valid_nll for entry in result.history]
     assert losses[-1] < losses[0] * 0.8, losses
     assert recorder.events == ["start", "epoch0", "epoch1", "epoch2", "epoch3", "end"]
@@ -115,17 +128,17 @@ def test_training_learns_and_fills_the_run_folder(tmp_path):
 
 
 def test_resuming_a_finished_part_gives_the_uninterrupted_run(tmp_path):
-    whole = train(
+    whole = fit(
         tiny_config(epochs=4, dropout=0.3, transpose_semitones=2),
         tiny_dataset(),
         run_dir=tmp_path / "whole",
     )
-    train(
+    fit(
         tiny_config(epochs=2, dropout=0.3, transpose_semitones=2),
         tiny_dataset(),
         run_dir=tmp_path / "part",
     )
-    resumed = train(
+    resumed = fit(
         tiny_config(epochs=4, dropout=0.3, transpose_semitones=2),
         tiny_dataset(),
         run_dir=tmp_path / "part",
@@ -136,15 +149,15 @@ def test_resuming_a_finished_part_gives_the_uninterrupted_run(tmp_path):
 
 
 def test_an_existing_run_needs_resume(tmp_path):
-    train(tiny_config(epochs=1), tiny_dataset(), run_dir=tmp_path)
+    fit(tiny_config(epochs=1), tiny_dataset(), run_dir=tmp_path)
     with pytest.raises(ConfigError, match="--resume"):
-        train(tiny_config(epochs=1), tiny_dataset(), run_dir=tmp_path)
+        fit(tiny_config(epochs=1), tiny_dataset(), run_dir=tmp_path)
     other = tiny_dataset()
     other.fingerprint = "other-data"
     with pytest.raises(ConfigError, match="other data"):
-        train(tiny_config(epochs=2), other, run_dir=tmp_path, resume=True)
+        fit(tiny_config(epochs=2), other, run_dir=tmp_path, resume=True)
     with pytest.raises(ConfigError, match="same hidden_size"):
-        train(tiny_config(epochs=2, hidden_size=17), tiny_dataset(), run_dir=tmp_path, resume=True)
+        fit(tiny_config(epochs=2, hidden_size=17), tiny_dataset(), run_dir=tmp_path, resume=True)
 
 
 class Poisoner(TrainCallbacks):
@@ -160,19 +173,18 @@ class Poisoner(TrainCallbacks):
                 parameter.view(-1)[0] = float("nan")
 
 
-def test_a_diverging_loss_stops_with_advice_and_keeps_a_good_checkpoint(tmp_path, monkeypatch):
-    import tuneforge.train as train_module
-
+def test_a_diverging_loss_stops_with_advice_and_keeps_a_good_checkpoint(tmp_path):
     poisoner = Poisoner()
-    built = train_module.SequenceModel
-
-    def remember(config):
-        poisoner.model = built(config)
-        return poisoner.model
-
-    monkeypatch.setattr(train_module, "SequenceModel", remember)
+    train_config, model_config = tiny_config(epochs=3)
+    poisoner.model = build_model(model_config, seed=0)
     with pytest.raises(TrainingError, match="--lr") as caught:
-        train(tiny_config(epochs=3), tiny_dataset(), run_dir=tmp_path, callbacks=poisoner)
+        train(
+            train_config,
+            tiny_dataset(),
+            model=poisoner.model,
+            run_dir=tmp_path,
+            callbacks=poisoner,
+        )
     assert "--clip" in str(caught.value) and "epoch 2" in str(caught.value)
     last = load_checkpoint(tmp_path / "last")
     assert last.meta["progress"]["epoch"] == 1  # the state after the one good epoch
@@ -181,23 +193,23 @@ def test_a_diverging_loss_stops_with_advice_and_keeps_a_good_checkpoint(tmp_path
 
 def test_carrying_state_trains_deterministically(tmp_path):
     config = tiny_config(epochs=2, carry_state=True, window_steps=8)
-    first = train(config, tiny_dataset(), run_dir=tmp_path / "a")
-    second = train(config, tiny_dataset(), run_dir=tmp_path / "b")
+    first = fit(config, tiny_dataset(), run_dir=tmp_path / "a")
+    second = fit(config, tiny_dataset(), run_dir=tmp_path / "b")
     assert [e.valid_nll for e in first.history] == [e.valid_nll for e in second.history]
     assert first.history[-1].valid_nll < first.history[0].valid_nll
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "radam", "adagrad"])
 def test_every_optimizer_trains(tmp_path, optimizer):
-    result = train(tiny_config(epochs=2, optimizer=optimizer), tiny_dataset(), run_dir=tmp_path)
+    result = fit(tiny_config(epochs=2, optimizer=optimizer), tiny_dataset(), run_dir=tmp_path)
     assert np.isfinite(result.best_valid_nll)
 
 
 def test_bad_config_is_rejected_before_training(tmp_path):
     with pytest.raises(ConfigError, match="optimizer"):
-        train(tiny_config(optimizer="lbfgs"), tiny_dataset(), run_dir=tmp_path)
+        fit(tiny_config(optimizer="lbfgs"), tiny_dataset(), run_dir=tmp_path)
     with pytest.raises(ConfigError, match="valid"):
-        train(
+        fit(
             tiny_config(),
             TinyDataset(train=arpeggio_rolls(2, 0), valid=[], test=[]),
             run_dir=tmp_path,

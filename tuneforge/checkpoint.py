@@ -26,7 +26,8 @@ import torch
 
 from tuneforge import __version__
 from tuneforge.errors import CheckpointError, TuneforgeError
-from tuneforge.models.sequence import ModelConfig, SequenceModel
+from tuneforge.models.base import MusicModel
+from tuneforge.models.registry import build_model, config_from_dict
 
 FORMAT_VERSION = 1
 TENSOR_SUFFIX = ".safetensors"
@@ -43,8 +44,8 @@ _EXTRA_PREFIX = "extra."
 class LoadedCheckpoint:
     """A checkpoint read back: the rebuilt model (eval mode) and everything saved beside it."""
 
-    model: SequenceModel
-    config: ModelConfig
+    model: MusicModel
+    config: Any  # the model's config dataclass (see tuneforge.models.registry)
     meta: dict[str, Any]
     path: Path  # the .safetensors file that was read
     optimizer_state: dict[str, Any] | None = None  # a torch optimizer state_dict, or None
@@ -71,7 +72,7 @@ def checkpoint_hash(path: Path | str) -> str:
 
 def save_checkpoint(
     path: Path | str,
-    model: SequenceModel,
+    model: MusicModel,
     *,
     meta: dict[str, Any],
     optimizer_state: dict[str, Any] | None = None,
@@ -81,7 +82,7 @@ def save_checkpoint(
 
     Args:
         path: ``NAME`` or ``NAME.safetensors``; ``NAME.json`` is written beside it.
-        model: the model whose weights and :class:`ModelConfig` are saved.
+        model: the model whose weights and config (with its ``kind``) are saved.
         meta: JSON-ready metadata (steps_per_beat, data fingerprint, metrics, train config...).
         optimizer_state: ``optimizer.state_dict()``; its tensors go to the tensor file, the rest
             to the JSON file.
@@ -184,8 +185,8 @@ def load_checkpoint(path: Path | str, *, device: str | torch.device = "cpu") -> 
         ) from None
 
     try:
-        config = ModelConfig.from_dict(document["model_config"])
-        model = SequenceModel(config)
+        config = config_from_dict(document["model_config"])
+        model = build_model(config)
     except (KeyError, TypeError) as error:
         raise CheckpointError(f"{config_path} has an unusable model_config ({error})") from None
     except TuneforgeError as error:

@@ -1,11 +1,15 @@
 """Per-frame negative log-likelihood and frame accuracy of a model on whole pieces.
 
 Protocol (``docs/cells.md``, "The metric"): the model reads frames 1..T-1 of each piece and
-predicts frames 2..T (the first frame is never scored); the NLL of a frame is the sum over the
-88 pitches of the binary cross-entropy in nats; the score is the sum over every predicted frame
-of every piece divided by their count (frame-weighted). Frame accuracy (Bay et al. 2009) is
-TP / (TP + FP + FN) summed over all predicted frames, with predictions thresholded at 0.5.
-"""
+predicts frames 2..T (the first frame is never scored); the NLL of a frame is -log p(frame |
+the frames before) in nats, as the model's own likelihood gives it (the sum over the 88 pitches
+of the binary cross-entropy for independent outputs, the sum of the chain-rule conditionals for
+a note axis); the score is the sum over every predicted frame of every piece divided by their
+count (frame-weighted). Only the play bits count; a model with articulation reports the NLL of
+its re-struck bits apart. Frame accuracy (Bay et al. 2009) is TP / (TP + FP + FN) summed over
+all predicted frames, for the model's most likely frame: each pitch above probability 1/2 for
+independent outputs; for a note axis the greedy scan, each pitch on when likelier than not given
+the predictions below it (for independent outputs the two coincide)."""
 
 from __future__ import annotations
 
@@ -15,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tuneforge.errors import ConfigError, DataError
+from tuneforge.models.frames import FrameBatch
 
 SCORED_FRAMES = "frames 2..T of each whole piece (frame 1 is never predicted)"
 
@@ -26,11 +30,12 @@ SCORED_FRAMES = "frames 2..T of each whole piece (frame 1 is never predicted)"
 class FrameScores:
     """Sums over predicted frames; add two to merge shards."""
 
-    nll_sum: float = 0.0  # nats, summed over pitches and frames
+    nll_sum: float = 0.0  # nats of the play bits, summed over pitches and frames
     frames: int = 0  # predicted (scored) frames
     true_positives: int = 0
     false_positives: int = 0
     false_negatives: int = 0
+    articulation_nll_sum: float = 0.0  # nats of the re-struck bits (reported apart)
 
     @property
     def nll(self) -> float:
@@ -43,6 +48,11 @@ class FrameScores:
         denominator = self.true_positives + self.false_positives + self.false_negatives
         return self.true_positives / denominator if denominator else 1.0
 
+    @property
+    def articulation_nll(self) -> float:
+        """Frame-weighted mean NLL of the articulation bits (0 for models without them)."""
+        return self.articulation_nll_sum / self.frames if self.frames else float("nan")
+
     def as_tensor(self) -> torch.Tensor:
         """The sums as one float64 tensor, for an all-reduce across processes."""
         return torch.tensor(
@@ -52,6 +62,7 @@ class FrameScores:
                 self.true_positives,
                 self.false_positives,
                 self.false_negatives,
+                self.articulation_nll_sum,
             ],
             dtype=torch.float64,
         )
@@ -59,8 +70,68 @@ class FrameScores:
     @classmethod
     def from_tensor(cls, sums: torch.Tensor) -> FrameScores:
         """Inverse of :meth:`as_tensor`."""
-        nll_sum, frames, tp, fp, fn = sums.tolist()
-        return cls(nll_sum, int(frames), int(tp), int(fp), int(fn))
+        nll_sum, frames, tp, fp, fn, articulation = sums.tolist()
+        return cls(nll_sum, int(frames), int(tp), int(fp), int(fn), articulation)
+
+
+def pieces_to_batch(
+    rolls: Sequence[np.ndarray],
+    *,
+    onsets: Sequence[np.ndarray | None] | None = None,
+    bar_positions: Sequence[np.ndarray | None] | None = None,
+    onsets_known: Sequence[bool] | None = None,
+    steps_per_beat: int = 4,
+) -> tuple[FrameBatch, torch.Tensor]:
+    """Whole pieces as one padded next-frame batch and its mask (B, T-1) of real steps.
+
+    Missing onsets are the ones the roll implies (first frames of sounding runs, not "known");
+    missing bar positions are 4/4 from the piece's first step.
+    """
+    from tuneforge.music.meter import step_in_bar
+    from tuneforge.music.pianoroll import canonical_onsets
+
+    count = len(rolls)
+    length = max(len(roll) for roll in rolls) - 1
+    width = rolls[0].shape[1]
+    frames = np.zeros((count, length + 1, width), dtype=np.float32)
+    strikes = np.zeros_like(frames)
+    positions = np.zeros((count, length), dtype=np.int64)
+    mask = np.zeros((count, length), dtype=bool)
+    known = np.zeros(count, dtype=bool)
+    for row, roll in enumerate(rolls):
+        steps = len(roll)
+        frames[row, :steps] = roll
+        given = None if onsets is None else onsets[row]
+        strikes[row, :steps] = canonical_onsets(roll, given)
+        known[row] = given is not None and (onsets_known is None or bool(onsets_known[row]))
+        bars = None if bar_positions is None else bar_positions[row]
+        if bars is None:
+            bars = step_in_bar(steps, steps_per_beat)
+        positions[row, : steps - 1] = bars[1:steps]
+        mask[row, : steps - 1] = True
+    frames_t, strikes_t = torch.from_numpy(frames), torch.from_numpy(strikes)
+    batch = FrameBatch(
+        inputs=frames_t[:, :-1],
+        targets=frames_t[:, 1:],
+        input_onsets=strikes_t[:, :-1],
+        target_onsets=strikes_t[:, 1:],
+        bar_positions=torch.from_numpy(positions),
+        onsets_known=torch.from_numpy(known),
+    )
+    return batch, torch.from_numpy(mask)
+
+
+def add_scores(scores: FrameScores, model, batch: FrameBatch, mask: torch.Tensor) -> None:
+    """Score one batch with ``model`` (in its current mode) and add the sums to ``scores``."""
+    log_lik, _ = model(batch)
+    scores.nll_sum -= float(log_lik.play[mask].sum(dtype=torch.float64))
+    scores.articulation_nll_sum -= float(log_lik.articulation[mask].sum(dtype=torch.float64))
+    scores.frames += int(mask.sum())
+    predicted = model.predict(batch) & mask[..., None]
+    actual = (batch.targets > 0.5) & mask[..., None]
+    scores.true_positives += int((predicted & actual).sum())
+    scores.false_positives += int((predicted & ~actual).sum())
+    scores.false_negatives += int((~predicted & actual).sum())
 
 
 @torch.no_grad()
@@ -68,44 +139,74 @@ def score_rolls(
     model: torch.nn.Module,
     rolls: Sequence[np.ndarray],
     *,
+    onsets: Sequence[np.ndarray | None] | None = None,
+    bar_positions: Sequence[np.ndarray | None] | None = None,
+    onsets_known: Sequence[bool] | None = None,
     device: torch.device | str = "cpu",
     batch_size: int = 32,
 ) -> FrameScores:
     """Score whole pieces (each a (T, 88) 0/1 array) with next-frame prediction.
 
     Pieces are sorted by length and run in padded batches of ``batch_size``; padding is masked
-    out of every sum. The model runs in eval mode (no dropout) and is left as it was found.
+    out of every sum. ``onsets`` and ``bar_positions`` (per piece, or None) feed models that
+    read them. The model runs in eval mode (no dropout) and is left as it was found.
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     scores = FrameScores()
-    pieces = sorted((roll for roll in rolls if len(roll) >= 2), key=len)
+    steps_per_beat = int(getattr(model.config, "steps_per_beat", 4))
+    order = sorted(
+        (i for i, roll in enumerate(rolls) if len(roll) >= 2), key=lambda i: len(rolls[i])
+    )
     try:
-        for start in range(0, len(pieces), batch_size):
-            batch = pieces[start : start + batch_size]
-            length = max(len(roll) for roll in batch) - 1
-            frames = np.zeros((len(batch), length + 1, batch[0].shape[1]), dtype=np.float32)
-            mask = np.zeros((len(batch), length), dtype=bool)
-            for row, roll in enumerate(batch):
-                frames[row, : len(roll)] = roll
-                mask[row, : len(roll) - 1] = True
-            frames_t = torch.from_numpy(frames).to(device)
-            inputs, targets = frames_t[:, :-1], frames_t[:, 1:]  # (B, T-1, P) each
-            mask_t = torch.from_numpy(mask).to(device)  # (B, T-1)
-            logits, _ = model(inputs)
-            logits = logits.float()
-            bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-            scores.nll_sum += float(bce.sum(-1)[mask_t].sum(dtype=torch.float64))
-            scores.frames += int(mask_t.sum())
-            predicted = (logits > 0) & mask_t[..., None]
-            actual = (targets > 0.5) & mask_t[..., None]
-            scores.true_positives += int((predicted & actual).sum())
-            scores.false_positives += int((predicted & ~actual).sum())
-            scores.false_negatives += int((~predicted & actual).sum())
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            batch, mask = pieces_to_batch(
+                [rolls[i] for i in chosen],
+                onsets=None if onsets is None else [onsets[i] for i in chosen],
+                bar_positions=None if bar_positions is None else [bar_positions[i] for i in chosen],
+                onsets_known=None if onsets_known is None else [onsets_known[i] for i in chosen],
+                steps_per_beat=steps_per_beat,
+            )
+            add_scores(scores, model, batch.to(device), mask.to(device))
     finally:
         model.train(was_training)
     return scores
+
+
+def score_frames(
+    model: torch.nn.Module,
+    roll: np.ndarray,
+    *,
+    onsets: np.ndarray | None = None,
+    bar_positions: np.ndarray | None = None,
+) -> np.ndarray:
+    """Log-likelihood (nats) of each frame of ``roll`` ``(T, P)`` under the model.
+
+    The same protocol as :func:`score_rolls`: frame ``t`` is predicted from frames ``< t`` and
+    the first frame is never scored, so entry 0 is NaN and ``-nanmean(result)`` is the per-frame
+    NLL that training reports for this piece.
+    """
+    roll = np.asarray(roll)
+    if roll.ndim != 2 or len(roll) < 2:
+        raise ConfigError("a piece needs at least two steps to be scored; give a longer file")
+    param = next(model.parameters())
+    batch, _ = pieces_to_batch(
+        [roll],
+        onsets=[onsets],
+        bar_positions=[bar_positions],
+        steps_per_beat=int(getattr(model.config, "steps_per_beat", 4)),
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            log_lik, _ = model(batch.to(param.device))
+            per_frame = log_lik.play.squeeze(0).double().cpu().numpy()  # (T-1,)
+    finally:
+        model.train(was_training)
+    return np.concatenate([[np.nan], per_frame])
 
 
 @dataclass

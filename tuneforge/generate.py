@@ -19,7 +19,7 @@ import torch
 
 from tuneforge import __version__
 from tuneforge.errors import ConfigError
-from tuneforge.sample import SamplingOptions, sample_stream
+from tuneforge.sample import SampledStep, SamplingOptions, sample_steps
 
 PROVENANCE_PREFIX = "tuneforge-provenance "  # starts the MIDI text meta event
 FILE_PREFIX = "tuneforge"
@@ -71,6 +71,7 @@ class Primer:
     file_name: str
     sha256: str
     beats: float | None  # how many beats were asked for; None: the whole file
+    onsets: np.ndarray | None = None  # (T0, P) uint8, where the file strikes its notes
 
 
 def read_primer(path: str | Path, *, steps_per_beat: int, beats: float | None = None) -> Primer:
@@ -81,11 +82,18 @@ def read_primer(path: str | Path, *, steps_per_beat: int, beats: float | None = 
     if beats is not None and not beats > 0:
         raise ConfigError(f"--primer-beats must be > 0, got {beats}")
     piece = read_midi(path, steps_per_beat=steps_per_beat)
-    roll = piece.roll
+    roll, onsets = piece.roll, piece.onsets
     if beats is not None:
-        roll = roll[: max(1, round(beats * steps_per_beat))]
+        keep = max(1, round(beats * steps_per_beat))
+        roll, onsets = roll[:keep], onsets[:keep]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return Primer(roll=np.ascontiguousarray(roll), file_name=path.name, sha256=digest, beats=beats)
+    return Primer(
+        roll=np.ascontiguousarray(roll),
+        file_name=path.name,
+        sha256=digest,
+        beats=beats,
+        onsets=np.ascontiguousarray(onsets),
+    )
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class GeneratedPiece:
     sidecar_path: Path
     roll: np.ndarray  # (T, P) uint8, primer included
     provenance: dict[str, Any]
+    onsets: np.ndarray | None = None  # (T, P) uint8, where notes are struck
 
     @property
     def duration_s(self) -> float:
@@ -124,6 +133,7 @@ def provenance_of(generator: Generator, request: Request, piece_index: int) -> d
         "generator": f"tuneforge {__version__}",
         "model": generator.name,
         "model_sha256": generator.model_sha256,
+        "model_kind": generator.config.get("kind", "sequence"),
         "cell": generator.config.get("cell"),
         "hidden_size": generator.config.get("hidden_size"),
         "num_layers": generator.config.get("num_layers"),
@@ -174,23 +184,24 @@ def generate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     primer_roll = None if request.primer is None else request.primer.roll
-    stream = sample_stream(
+    stream = sample_steps(
         generator.model,
         num_steps=request.num_steps,
         batch_size=request.num_pieces,
         options=request.options,
         seed=request.seed,
         primer=primer_roll,
+        primer_onsets=None if request.primer is None else request.primer.onsets,
         melody=None if request.melody is None else request.melody.roll,
     )
-    frames: list[torch.Tensor] = []
+    steps: list[SampledStep] = []
 
     def first_piece() -> Iterator[np.ndarray]:
         if primer_roll is not None:
             yield from primer_roll
-        for frame in stream:  # (B, P)
-            frames.append(frame)
-            yield frame[0].numpy()
+        for step in stream:
+            steps.append(step)
+            yield step.frame[0].numpy()
 
     interrupted: BaseException | None = None
     if consume is not None:
@@ -198,31 +209,46 @@ def generate(
             consume(first_piece())
         except KeyboardInterrupt as error:
             interrupted = error
-    frames.extend(stream)  # whatever the consumer did not pull
-    if len(frames) < request.num_steps:
+    steps.extend(stream)  # whatever the consumer did not pull
+    if len(steps) < request.num_steps:
         # Ctrl-C landed inside the sampler itself, which cannot resume: nothing to write.
         raise interrupted or KeyboardInterrupt
-    sampled = torch.stack(frames, dim=1).numpy()  # (B, T, P)
+    sampled = torch.stack([step.frame for step in steps], dim=1).numpy()  # (B, T, P)
+    struck = torch.stack([step.onsets for step in steps], dim=1).numpy()  # (B, T, P)
+    log_likelihood = torch.stack([step.log_likelihood for step in steps], dim=1).numpy()
 
     pieces = []
     for index in range(request.num_pieces):
-        roll = sampled[index]
+        roll, onsets = sampled[index], struck[index]
         if primer_roll is not None and len(primer_roll):
+            primer_onsets = request.primer.onsets
+            if primer_onsets is None:
+                primer_onsets = primer_roll
             roll = np.concatenate([primer_roll.astype(np.uint8), roll])
+            onsets = np.concatenate([np.asarray(primer_onsets, dtype=np.uint8), onsets])
         record = provenance_of(generator, request, index)
         stem = f"{FILE_PREFIX}-{generator.name}-s{request.seed}-{index + 1:02d}"
         midi_path = roll_to_midi(
             roll,
             out_dir / f"{stem}.mid",
+            onsets=onsets,
             steps_per_beat=generator.steps_per_beat,
             tempo_bpm=request.tempo_bpm,
             program=request.program,
             text_meta=PROVENANCE_PREFIX + json.dumps(record, sort_keys=True, separators=(",", ":")),
         )
         sidecar_path = out_dir / f"{stem}.json"
-        sidecar = {**record, "midi_file": midi_path.name, "length_steps": int(len(roll))}
+        scored = log_likelihood[index]
+        sidecar = {
+            **record,
+            "midi_file": midi_path.name,
+            "length_steps": int(len(roll)),
+            # What the model gave the sampled steps (nats, temperature 1), NaN-free for JSON.
+            "log_likelihood": float(np.nansum(scored)),
+            "scored_steps": int(np.isfinite(scored).sum()),
+        }
         sidecar_path.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n", "utf-8")
-        pieces.append(GeneratedPiece(midi_path, sidecar_path, roll, record))
+        pieces.append(GeneratedPiece(midi_path, sidecar_path, roll, record, onsets))
     if interrupted is not None:
         raise interrupted
     return pieces

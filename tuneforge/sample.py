@@ -1,23 +1,28 @@
-"""Temperature sampling from a sequence model, with primers and constraints.
+"""Temperature sampling from any model of the registry, with primers and constraints.
 
-The model predicts frame ``t`` from the frames before it. Sampling starts from a zero frame (or
-from a primer fed through the model), draws each pitch from
-``Bernoulli(sigmoid(logits / temperature))`` and feeds the drawn frame back in, one step at a
-time, for a whole batch at once. Constraints act on the probabilities before or after the draw:
+The model predicts frame ``t + 1`` from frames ``0..t``; a piece's first frame is never
+predicted (as in training), so a piece starts with a given frame: the primer, or else a silent
+frame (the melody's first note when harmonizing), written as step 0. Each later step is drawn by
+the model through a :class:`~tuneforge.drawer.StepDrawer` and fed back in, for a whole batch at
+once. Constraints:
 
-- a pitch range and a key/scale mask set the logits of forbidden pitches to -inf;
-- ``max_polyphony`` keeps only the K likeliest of the pitches drawn in a step;
-- ``max_silence_steps`` ends a silence that lasts that long by switching on the likeliest
-  allowed pitch, so a model stuck in silence keeps playing.
+- a pitch range and a key/scale mask: forbidden pitches have probability 0, never drawn;
+- ``max_polyphony``: at most K notes per step;
+- ``max_silence_steps``: a silence that lasts that long ends on the likeliest allowed pitch;
+- a melody to harmonize: its top note is fixed in every step. A model that draws a step's
+  pitches one after another (a note axis) draws several candidate steps under the melody's
+  lowest notes and keeps one in proportion to how likely it makes the melody's note, so the
+  harmony is conditioned on the tune, not only placed under it.
 
 Uniform draws come from a CPU :class:`torch.Generator` seeded explicitly, so the same model,
-options and seed give the same frames on any device.
+options and seed give the same frames on any device. Steps know their position in the piece and
+in the bar (4/4 unless another time signature is given), for models that read the meter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -152,13 +157,33 @@ def melody_constraints(melody: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return on, below
 
 
-def _model_pitches(model: torch.nn.Module) -> tuple[int, int]:
-    """(lowest MIDI pitch, number of pitches) of a model's frames."""
-    config = getattr(model, "config", None)
-    return getattr(config, "lowest_pitch", 21), getattr(config, "num_pitches", 88)
+MELODY_CANDIDATES = 16  # candidate steps drawn per piece when a joint model harmonizes
 
 
-def sample_stream(
+@dataclass(frozen=True)
+class SampledStep:
+    """One step of every piece of a batch, as the sampler drew it.
+
+    ``log_likelihood`` is the model's own log-probability (temperature 1) of the step's play
+    bits given the piece so far, NaN for the step a piece starts with (never predicted) and
+    for a step a constraint changed after the model drew it (a silence ended by force).
+    """
+
+    frame: torch.Tensor  # (B, P) uint8, 1 where a pitch sounds
+    onsets: torch.Tensor  # (B, P) uint8, 1 where a note is struck
+    log_likelihood: torch.Tensor  # (B,) float64, nats
+    articulation_log_likelihood: torch.Tensor  # (B,) float64, nats (0 without articulation)
+    step: int  # position of the step in the piece, the primer's steps included
+
+
+@dataclass
+class _Melody:
+    on: torch.Tensor  # (T, P) bool
+    below: torch.Tensor  # (T, P) bool
+    candidates: int = field(default=1)
+
+
+def sample_steps(
     model: torch.nn.Module,
     *,
     num_steps: int,
@@ -166,50 +191,78 @@ def sample_stream(
     options: SamplingOptions | None = None,
     seed: int = 0,
     primer: np.ndarray | None = None,
+    primer_onsets: np.ndarray | None = None,
     melody: np.ndarray | None = None,
+    time_signature: tuple[int, int] = (4, 4),
     num_threads: int | None = 1,
-) -> Iterator[torch.Tensor]:
-    """Yield ``num_steps`` sampled frames, each a CPU uint8 tensor of shape ``(B, P)``.
+) -> Iterator[SampledStep]:
+    """Yield ``num_steps`` steps of ``batch_size`` pieces, one :class:`SampledStep` at a time.
 
-    The model runs on its own device; the draws are made on the CPU from a generator seeded
-    with ``seed``. With a ``primer`` roll ``(T0, P)``, the model first reads the primer (the
-    same for every sample of the batch) and the samples continue it; the primer itself is not
-    yielded.
+    Without a primer the first step is the piece's opening frame (silent, or the melody's first
+    note) and ``num_steps - 1`` steps are drawn. With a ``primer`` roll ``(T0, P)`` (the same for
+    every piece; its onsets from ``primer_onsets`` or from the roll itself) the model reads it
+    and ``num_steps`` steps are drawn after it; the primer is not yielded.
 
     With a ``melody`` roll ``(num_steps, P)`` the pieces harmonize it (see
-    :func:`melody_constraints`): each step keeps the melody's top note and only the drawn notes
-    under it, and the model reads the result, so later steps follow the melody. A step's notes
-    are drawn before that step's melody note is known to the model, as in any left-to-right
-    model; ``max_polyphony`` counts the harmony only.
+    :func:`melody_constraints`): each step keeps the melody's top note and draws only under it.
 
     ``num_threads`` sets torch's intra-op threads until the stream ends (None: leave them).
     One step is too small to share out, and idle OpenMP workers spin on every core between
-    steps: on a busy 2-core machine one thread samples a minute of music in 0.3 s, two in 2 s
-    or more, and the spinning starves a synthesizer playing alongside.
+    steps: on a busy 2-core machine one thread samples several times faster than two, and the
+    spinning starves a synthesizer playing alongside.
     """
+    from tuneforge.drawer import StepDrawer
+    from tuneforge.music.meter import bar_steps_of
+
     options = options or SamplingOptions()
     if num_steps < 1:
         raise ConfigError(f"nothing to sample: the length is {num_steps} steps; ask for more")
     if batch_size < 1:
         raise ConfigError(f"the number of pieces must be at least 1, got {batch_size}")
-    lowest_pitch, num_pitches = _model_pitches(model)
+    num_pitches = model.num_pitches
     allowed = torch.from_numpy(
-        pitch_mask(options, lowest_pitch=lowest_pitch, num_pitches=num_pitches)
+        pitch_mask(options, lowest_pitch=model.lowest_pitch, num_pitches=num_pitches)
     )
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    # Logits of forbidden pitches become -inf: probability exactly 0, never drawn.
-    forbidden = torch.where(allowed, 0.0, float("-inf")).to(device=device, dtype=dtype)  # (P,)
-    inverse_temperature = 1.0 / options.temperature
-    silent_steps = torch.zeros(batch_size, dtype=torch.long)  # (B,)
-    rows = torch.arange(batch_size)
-    melody_on = melody_below = None
+    drawer = StepDrawer(
+        inverse_temperature=1.0 / options.temperature,
+        allowed=allowed,
+        max_polyphony=options.max_polyphony,
+        generator=generator,
+    )
+    steps_per_beat = int(getattr(model.config, "steps_per_beat", 4))
+    bar_steps = bar_steps_of(*time_signature, steps_per_beat)
+    guide = None
     if melody is not None:
         if len(melody) != num_steps or np.shape(melody)[1] != num_pitches:
             raise ConfigError(f"the melody must be a ({num_steps}, {num_pitches}) roll")
         on, below = melody_constraints(melody)
-        melody_on, melody_below = torch.from_numpy(on), torch.from_numpy(below)  # (T, P)
+        guide = _Melody(
+            torch.from_numpy(on),
+            torch.from_numpy(below),
+            MELODY_CANDIDATES if model.joint else 1,
+        )
+    if primer is not None and len(primer):
+        opening = torch.as_tensor(np.asarray(primer), dtype=torch.bool)
+        if opening.ndim != 2 or opening.shape[1] != num_pitches:
+            raise ConfigError(f"the primer must be a (T, {num_pitches}) roll")
+        opening_onsets = (
+            _implied_onsets(opening)
+            if primer_onsets is None
+            else torch.as_tensor(np.asarray(primer_onsets), dtype=torch.bool) & opening
+        )
+        to_draw = num_steps
+        melody_offset = len(opening)  # melody step 0 is the first step after the primer
+    else:
+        opening = torch.zeros(1, num_pitches, dtype=torch.bool)
+        if guide is not None:
+            opening = guide.on[:1].clone()
+        opening_onsets = opening.clone()
+        to_draw = num_steps - 1
+        melody_offset = 0
+    start = len(opening)
 
     was_training = model.training
     threads_before = torch.get_num_threads()
@@ -218,45 +271,97 @@ def sample_stream(
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         with torch.inference_mode():
-            if primer is not None and len(primer):
-                primer_t = torch.as_tensor(np.asarray(primer), dtype=dtype, device=device)
-                if primer_t.ndim != 2 or primer_t.shape[1] != num_pitches:
-                    raise ConfigError(f"the primer must be a (T, {num_pitches}) roll")
-                primer_batch = primer_t.unsqueeze(0).expand(batch_size, -1, -1)  # (B, T0, P)
-                logits, state = model(primer_batch)
-                logits = logits[:, -1]  # (B, P) predicts the first frame after the primer
-            else:
-                first = torch.zeros(batch_size, 1, num_pitches, dtype=dtype, device=device)
-                logits, state = model(first)
-                logits = logits[:, -1]
-            for step in range(num_steps):
-                probs = torch.sigmoid(logits * inverse_temperature + forbidden).float().cpu()
-                draws = torch.rand(probs.shape, generator=generator) < probs  # (B, P) bool
-                if options.max_polyphony is not None and options.max_polyphony < num_pitches:
-                    # Among drawn pitches keep the K likeliest; undrawn ones rank below all.
-                    ranked = torch.where(draws, probs, torch.full_like(probs, -1.0))
-                    top = ranked.topk(options.max_polyphony, dim=1).indices
-                    keep = torch.zeros_like(draws).scatter_(1, top, True)
-                    draws &= keep
+            if primer is None or not len(primer):
+                nan = torch.full((batch_size,), float("nan"), dtype=torch.float64)
+                frame = opening.expand(batch_size, -1).to(torch.uint8)
+                yield SampledStep(frame, frame.clone(), nan, torch.zeros_like(nan), 0)
+
+            def as_input(frames: torch.Tensor) -> torch.Tensor:
+                return frames.to(device=device, dtype=dtype).expand(batch_size, -1, -1)
+
+            positions = (torch.arange(1, start + 1) % bar_steps)[None].expand(batch_size, -1)
+            context, state = model.read(
+                as_input(opening[None]), as_input(opening_onsets[None]), positions.to(device)
+            )
+            previous = opening[-1].expand(batch_size, -1).clone()  # (B, P) bool
+            sounding = torch.nonzero(opening.any(dim=1)).flatten()
+            trailing = len(opening) - 1 - int(sounding[-1]) if len(sounding) else len(opening)
+            silent_steps = torch.full((batch_size,), trailing, dtype=torch.long)
+            for index in range(to_draw):
+                step = start + index
+                play, onsets = _draw_step(
+                    model, drawer, context, previous, guide, step - melody_offset
+                )
+                ll = drawer.log_likelihood.clone()
                 if options.max_silence_steps is not None:
-                    silent = ~draws.any(dim=1)  # (B,)
+                    silent = ~play.any(dim=1)
                     stuck = silent & (silent_steps >= options.max_silence_steps)
                     if bool(stuck.any()):
-                        likeliest = probs.argmax(dim=1)  # (B,) forbidden pitches have p = 0
-                        draws[rows[stuck], likeliest[stuck]] = True
+                        likeliest = drawer.probs.argmax(dim=1)  # forbidden pitches have p = 0
+                        rows = torch.nonzero(stuck).squeeze(1)
+                        play[rows, likeliest[rows]] = True
+                        onsets[rows, likeliest[rows]] = True
+                        ll[rows] = float("nan")
                         silent = silent & ~stuck
                     silent_steps = torch.where(silent, silent_steps + 1, 0)
-                if melody_on is not None:
-                    draws = (draws & melody_below[step]) | melody_on[step]
-                frame = draws.to(torch.uint8)  # (B, P)
-                yield frame
-                if step + 1 < num_steps:
-                    x = frame.to(device=device, dtype=dtype).unsqueeze(1)  # (B, 1, P)
-                    logits, state = model(x, state)
-                    logits = logits[:, -1]
+                frame = play.to(torch.uint8)
+                yield SampledStep(
+                    frame,
+                    onsets.to(torch.uint8),
+                    ll,
+                    drawer.articulation_log_likelihood.clone(),
+                    step,
+                )
+                previous = play
+                if index + 1 < to_draw:
+                    position = torch.full((batch_size, 1), (step + 1) % bar_steps)
+                    context, state = model.read(
+                        play[:, None].to(device=device, dtype=dtype),
+                        onsets[:, None].to(device=device, dtype=dtype),
+                        position.to(device),
+                        state,
+                    )
     finally:
         model.train(was_training)
         torch.set_num_threads(threads_before)
+
+
+def _draw_step(model, drawer, context, previous, guide: _Melody | None, melody_step: int):
+    """Draw one step of every piece; with a melody and a joint model, draw candidates and
+    keep one per piece in proportion to the probability they give the melody's notes."""
+    rows = previous.shape[0]
+    if guide is None:
+        drawer.begin(rows)
+        return model.draw(context, previous, drawer)
+    on = guide.on[melody_step].expand(rows, -1)
+    below = guide.below[melody_step].expand(rows, -1)
+    if guide.candidates == 1 or not bool(on.any()):
+        drawer.begin(rows, on, below)
+        return model.draw(context, previous, drawer)
+    count = guide.candidates
+    drawer.begin(rows * count, on.repeat_interleave(count, 0), below.repeat_interleave(count, 0))
+    play, onsets = model.draw(
+        context.repeat_interleave(count, 0), previous.repeat_interleave(count, 0), drawer
+    )
+    weights = drawer.log_weight.view(rows, count)
+    weights = torch.softmax(weights - weights.max(dim=1, keepdim=True).values, dim=1)
+    chosen = torch.multinomial(weights.float(), 1, generator=drawer.generator).squeeze(1)
+    keep = torch.arange(rows) * count + chosen
+    for name in ("log_likelihood", "articulation_log_likelihood", "probs"):
+        setattr(drawer, name, getattr(drawer, name)[keep])
+    return play[keep], onsets[keep]
+
+
+def _implied_onsets(roll: torch.Tensor) -> torch.Tensor:
+    """Onsets a (T, P) bool roll implies: sounding frames after a silent one."""
+    before = torch.cat([torch.zeros_like(roll[:1]), roll[:-1]])
+    return roll & ~before
+
+
+def sample_stream(model: torch.nn.Module, **arguments) -> Iterator[torch.Tensor]:
+    """The frames of :func:`sample_steps` (same arguments), each a CPU uint8 ``(B, P)``."""
+    for sampled in sample_steps(model, **arguments):
+        yield sampled.frame
 
 
 def sample_rolls(
@@ -268,13 +373,11 @@ def sample_rolls(
     seed: int = 0,
     primer: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Sample ``batch_size`` pieces of ``num_steps`` frames; each a ``(T, P)`` uint8 roll.
-
-    With a primer, each roll starts with the primer's frames followed by the sampled ones.
-    Same arguments as :func:`sample_stream`, which does the work.
-    """
-    frames = list(
-        sample_stream(
+    """Sample ``batch_size`` pieces; each a ``(T, P)`` uint8 roll (the primer's frames, then
+    the sampled ones). Same arguments as :func:`sample_steps`, which does the work."""
+    frames = [
+        step.frame
+        for step in sample_steps(
             model,
             num_steps=num_steps,
             batch_size=batch_size,
@@ -282,35 +385,9 @@ def sample_rolls(
             seed=seed,
             primer=primer,
         )
-    )
+    ]
     sampled = torch.stack(frames, dim=1).numpy()  # (B, T, P)
     if primer is not None and len(primer):
         head = np.broadcast_to(np.asarray(primer, dtype=np.uint8), (batch_size, *primer.shape))
         sampled = np.concatenate([head, sampled], axis=1)
     return [np.ascontiguousarray(roll) for roll in sampled]
-
-
-def score_frames(model: torch.nn.Module, roll: np.ndarray) -> np.ndarray:
-    """Log-likelihood (nats) of each frame of ``roll`` ``(T, P)`` under the model.
-
-    The same protocol as :func:`tuneforge.evaluate.score_rolls`: frame ``t`` is predicted from
-    frames ``< t`` and the first frame is never scored, so entry 0 is NaN and
-    ``-nanmean(result)`` is the per-frame NLL that training reports for this piece.
-    """
-    roll = np.asarray(roll)
-    if roll.ndim != 2 or len(roll) < 2:
-        raise ConfigError("a piece needs at least two steps to be scored; give a longer file")
-    param = next(model.parameters())
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            frames = torch.as_tensor(roll, dtype=param.dtype, device=param.device).unsqueeze(0)
-            logits, _ = model(frames[:, :-1])  # (1, T-1, P) predicts frames 1..T-1
-            bce = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits.float(), frames[:, 1:].float(), reduction="none"
-            )
-            per_frame = (-bce.sum(-1)).squeeze(0).double().cpu().numpy()  # (T-1,)
-    finally:
-        model.train(was_training)
-    return np.concatenate([[np.nan], per_frame])

@@ -15,17 +15,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tuneforge import __version__
 from tuneforge.checkpoint import load_checkpoint, save_checkpoint
+from tuneforge.data.dataset import split_pieces
 from tuneforge.device import (
     autocast,
     choose_device,
@@ -44,7 +43,7 @@ from tuneforge.distributed import (
 )
 from tuneforge.errors import ConfigError, TrainingError
 from tuneforge.evaluate import FrameScores, score_rolls
-from tuneforge.models.sequence import SequenceModel
+from tuneforge.models.registry import describe_model
 from tuneforge.train_batches import estimate_steps, plan_epoch
 from tuneforge.train_config import OPTIMIZERS, TrainConfig, make_optimizer
 from tuneforge.train_events import (
@@ -73,18 +72,24 @@ def train(
     config: TrainConfig,
     dataset: Any,
     *,
+    model: torch.nn.Module,
     run_dir: Path | str,
     callbacks: TrainCallbacks | None = None,
     resume: bool = False,
     data_meta: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train a model on ``dataset`` (``.train/.valid/.test`` rolls) into ``run_dir``.
+    """Train ``model`` (any kind of the model registry, see
+    :func:`tuneforge.models.build_model`) on ``dataset`` (``.train/.valid/.test`` rolls, and
+    onsets and time signatures where it has them) into ``run_dir``.
 
-    Under ``torchrun`` each process trains on its shard of every batch and only rank 0 writes
-    files and calls ``callbacks``. ``data_meta`` (how the data were loaded: spec, split seed)
-    goes into every checkpoint so that evaluation can load the same split. Raises
-    :class:`TrainingInterrupted` on Ctrl-C and :class:`TrainingError` when the loss stops being
-    finite.
+    The loss is the model's negative log-likelihood per real frame, play and articulation
+    terms together; the validation NLL (which picks ``best`` and stops early) is the play term,
+    the figure of the protocol in ``docs/cells.md``. Under ``torchrun`` each process trains on
+    its shard of every batch and only rank 0 writes files and calls ``callbacks``.
+    ``data_meta`` (how the data were loaded: spec, split seed) goes into every checkpoint so
+    that evaluation can load the same split. With ``resume`` the weights and optimizer come
+    from ``run_dir/last``. Raises :class:`TrainingInterrupted` on Ctrl-C and
+    :class:`TrainingError` when the loss stops being finite.
     """
     config.check()
     run_dir = Path(run_dir)
@@ -95,6 +100,7 @@ def train(
     try:
         return _train(
             config,
+            model,
             dataset,
             run_dir,
             callbacks or TrainCallbacks(),
@@ -109,11 +115,13 @@ def train(
         destroy_process_group(context)
 
 
-def _train(config, dataset, run_dir, callbacks, resume, data_meta, context: DistContext, device):
+def _train(
+    config, model, dataset, run_dir, callbacks, resume, data_meta, context: DistContext, device
+):
     if not dataset.train or not dataset.valid:
         raise ConfigError("training needs pieces in both the train and the valid split")
     seed_everything(config.seed)
-    model = SequenceModel(config.model_config()).to(device)
+    model = model.to(device)
     optimizer = make_optimizer(config, model)
     progress = {
         "epoch": 0,
@@ -179,6 +187,7 @@ def _train(config, dataset, run_dir, callbacks, resume, data_meta, context: Dist
                 dataset.name,
                 config,
                 context.world_size,
+                describe_model(model.config),
             )
         )
     for epoch in range(progress["epoch"], config.epochs):
@@ -188,7 +197,7 @@ def _train(config, dataset, run_dir, callbacks, resume, data_meta, context: Dist
         train_loss, grad_norm, frames = _run_epoch(
             network, model, optimizer, dataset, config, epoch, context, device, callbacks, started
         )
-        scores = _score(model, dataset.valid, config, context, device)
+        scores = _score(model, dataset, "valid", config, context, device)
         epoch_s = time.perf_counter() - started
         improved = scores.nll < progress["best_valid_nll"]
         if improved:
@@ -207,6 +216,7 @@ def _train(config, dataset, run_dir, callbacks, resume, data_meta, context: Dist
             frames_per_s=frames / epoch_s,
             epoch_s=epoch_s,
             eta_s=epoch_s * (config.epochs - epoch - 1),
+            valid_articulation_nll=scores.articulation_nll,
         )
         history.append(info)
         progress["history"] = [asdict(entry) for entry in history]
@@ -236,15 +246,13 @@ def _run_epoch(
 
     rng = np.random.default_rng([config.seed, epoch])
     torch.manual_seed(int(rng.integers(2**62)))  # dropout masks of this epoch
-    plan = plan_epoch(dataset.train, config, rng, context)
+    plan = plan_epoch(split_pieces(dataset, "train"), config, rng, context)
     network.train()
     loss_sum = frames_sum = grad_sum = 0.0
     state = None
     for step, batch in enumerate(plan.batches, start=1):
-        inputs_np, targets_np, mask_np = plan.arrays(batch)
-        inputs = torch.from_numpy(inputs_np).to(device)  # (B, W, P)
-        targets = torch.from_numpy(targets_np).to(device)  # (B, W, P)
-        mask = torch.from_numpy(mask_np).to(device)  # (B, W)
+        frames, mask = plan.frames(batch)
+        frames, mask = frames.to(device), mask.to(device)  # (B, W, P) frames; (B, W) mask
         if batch.fresh_state:
             state = None
         # The mean is taken over the real frames of the whole (all-process) batch, so DDP's
@@ -252,9 +260,8 @@ def _run_epoch(
         counts = all_reduce_sum(torch.tensor([float(mask.sum())], dtype=torch.float64), context)
         global_frames = max(float(counts[0]), 1.0)
         with autocast(device, amp=config.amp):
-            logits, state = network(inputs, state)
-        bce = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
-        loss_total = (bce.sum(-1) * mask).sum()
+            log_lik, state = network(frames, state)
+        loss_total = -((log_lik.play.float() + log_lik.articulation.float()) * mask).sum()
         loss = loss_total * (context.world_size / global_frames)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -292,9 +299,16 @@ def _run_epoch(
     return loss_sum / max(frames_sum, 1.0), grad_sum / max(len(plan.batches), 1), frames_sum
 
 
-def _score(model, rolls: Sequence[np.ndarray], config, context, device) -> FrameScores:
+def _score(model, dataset, split: str, config, context, device) -> FrameScores:
+    pieces = split_pieces(dataset, split)
+    mine = shard(list(range(len(pieces.rolls))), context)
     local = score_rolls(
-        model, shard(list(rolls), context), device=device, batch_size=config.eval_batch_size
+        model,
+        [pieces.rolls[i] for i in mine],
+        onsets=[pieces.onsets[i] for i in mine],
+        bar_positions=[pieces.bar_positions[i] for i in mine],
+        device=device,
+        batch_size=config.eval_batch_size,
     )
     return FrameScores.from_tensor(all_reduce_sum(local.as_tensor(), context))
 
@@ -307,7 +321,7 @@ def _finish(
     barrier(context)  # rank 0 has finished writing `best`
     if dataset.test and (run_dir / "best.json").exists():
         best = load_checkpoint(run_dir / "best", device=device)
-        scores = _score(best.model, dataset.test, config, context, device)
+        scores = _score(best.model, dataset, "test", config, context, device)
         test_nll, test_accuracy, test_frames = scores.nll, scores.accuracy, scores.frames
     return TrainResult(
         run_dir=run_dir,
@@ -339,17 +353,15 @@ def _restore(last_path: Path, config, model, optimizer, device, fingerprint: str
             f"{last_path} was trained on other data ({checkpoint.meta.get('dataset')}); "
             "resume with the same DATA and options, or start a new run"
         )
+    saved_model = checkpoint.model.config.to_dict()
+    for key, value in model.config.to_dict().items():
+        if saved_model.get(key) != value:
+            raise ConfigError(
+                f"--resume needs the same {key} as the run ({saved_model.get(key)!r}), "
+                f"got {value!r}"
+            )
     saved = checkpoint.meta.get("train_config", {})
-    for key in (
-        "cell",
-        "hidden_size",
-        "num_layers",
-        "cell_options",
-        "optimizer",
-        "seed",
-        "batch_size",
-        "window_steps",
-    ):
+    for key in ("optimizer", "seed", "batch_size", "window_steps"):
         if key in saved and saved[key] != getattr(config, key):
             raise ConfigError(
                 f"--resume needs the same {key} as the run ({saved[key]!r}), "

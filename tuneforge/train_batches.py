@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from tuneforge.data.dataset import SplitPieces
 from tuneforge.data.windows import Windows, make_windows, random_transpositions, transpose
 from tuneforge.distributed import DistContext
+from tuneforge.models.frames import FrameBatch
 
 
 @dataclass(frozen=True)
@@ -32,39 +35,56 @@ class EpochPlan:
     batches: list[Batch]
     real_frames: int  # target frames of the whole epoch (all processes)
 
-    def arrays(self, batch: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Inputs (B, W, P), targets (B, W, P) and mask (B, W) of ``batch``."""
+    def frames(self, batch: Batch) -> tuple[FrameBatch, torch.Tensor]:
+        """The model's view of ``batch`` (CPU tensors) and its mask (B, W) of real steps."""
         real = batch.rows >= 0
         rows = np.where(real, batch.rows, 0)
-        mask = self.windows.mask[rows] & real[:, None]
+        windows = self.windows
+        mask = windows.mask[rows] & real[:, None]
         # Trailing steps that are padding in every row cost time and change nothing: cut them.
         used = np.flatnonzero(mask.any(axis=0))
         length = int(used[-1]) + 1 if used.size else 1
         mask = mask[:, :length]
-        inputs = self.windows.inputs[rows, :length]
-        targets = self.windows.targets[rows, :length]
+        inputs = windows.inputs[rows, :length]
+        targets = windows.targets[rows, :length]
+        onsets = windows.onsets[rows, : length + 1].astype(np.float32)
         if not real.all():
             inputs[~real] = 0.0
             targets[~real] = 0.0
-        return inputs, targets, mask
+            onsets[~real] = 0.0
+        frames = FrameBatch(
+            inputs=torch.from_numpy(inputs),
+            targets=torch.from_numpy(targets),
+            input_onsets=torch.from_numpy(onsets[:, :-1]),
+            target_onsets=torch.from_numpy(onsets[:, 1:]),
+            bar_positions=torch.from_numpy(windows.bar_positions[rows, :length]),
+            onsets_known=torch.from_numpy(windows.onsets_known[rows] & real),
+        )
+        return frames, torch.from_numpy(mask)
 
 
 def plan_epoch(
-    rolls: Sequence[np.ndarray],
+    pieces: SplitPieces,
     config,
     rng: np.random.Generator,
     context: DistContext,
 ) -> EpochPlan:
-    """Cut ``rolls`` into windows and order them into batches for one epoch.
+    """Cut ``pieces`` into windows and order them into batches for one epoch.
 
     ``config`` is a :class:`~tuneforge.train.TrainConfig` (its transpose_semitones,
     window_steps, batch_size and carry_state are read).
     """
-    rolls = list(rolls)
+    rolls, onsets = list(pieces.rolls), list(pieces.onsets)
     if config.transpose_semitones > 0:
         shifts = random_transpositions(len(rolls), config.transpose_semitones, rng)
         rolls = [transpose(roll, int(shift)) for roll, shift in zip(rolls, shifts, strict=True)]
-    windows = make_windows(rolls, window_steps=config.window_steps)
+        onsets = [
+            None if strikes is None else transpose(strikes, int(shift))
+            for strikes, shift in zip(onsets, shifts, strict=True)
+        ]
+    windows = make_windows(
+        rolls, window_steps=config.window_steps, onsets=onsets, bar_positions=pieces.bar_positions
+    )
     if config.carry_state:
         global_batches = _piece_streams(windows, config.batch_size, rng)
     else:

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from tuneforge.errors import ConfigError
-from tuneforge.models.sequence import ModelConfig
 
 OPTIMIZERS = ("adam", "rmsprop", "radam", "adagrad", "sgd")
 
 
 @dataclass
 class TrainConfig:
-    """Every training choice; saved in the run folder and in each checkpoint."""
+    """Every choice of how to train (the model's own config travels with the model); saved in
+    the run folder and in each checkpoint."""
 
-    cell: str = "lstm"  # a cell name or alias from the registry
-    hidden_size: int = 256  # units per layer; JSB at 256 trains fast and generalises well
-    num_layers: int = 1  # one layer is enough on the benchmark sets at these sizes
-    dropout: float = 0.4  # between layers and before the head; JSB over-fits quickly
-    cell_options: dict[str, Any] = field(default_factory=dict)  # passed through to the cell
     optimizer: str = "adam"  # one of OPTIMIZERS
     lr: float = 3e-3  # JSB: 3e-3 reaches a lower valid NLL than 1e-3 in a third of the time
     batch_size: int = 8  # windows per step (all processes); JSB has only 229 windows
@@ -37,15 +32,11 @@ class TrainConfig:
     eval_batch_size: int = 32  # whole pieces per validation batch
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
 
-    def model_config(self) -> ModelConfig:
-        """The model this training config builds."""
-        return ModelConfig(
-            cell=self.cell,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            cell_options=dict(self.cell_options),
-        )
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """A config from its saved dict; keys of other versions (model fields) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def check(self) -> None:
         """Raise :class:`ConfigError` on a value no run could use."""
@@ -53,7 +44,7 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; choose {', '.join(OPTIMIZERS)}"
             )
-        for name in ("hidden_size", "num_layers", "batch_size", "window_steps", "epochs"):
+        for name in ("batch_size", "window_steps", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:

@@ -21,6 +21,7 @@ class RunInfo:
     dataset: str
     config: Any  # the TrainConfig of the run
     world_size: int
+    model: str = ""  # the model in words, e.g. "sequence lstm" or "biaxial lstm-v1"
 
 
 @dataclass
@@ -30,11 +31,11 @@ class StepInfo:
     epoch: int  # 0-based
     step: int  # 1-based within the epoch
     steps: int  # steps in this epoch
-    loss: float  # mean BCE per real frame in this batch (nats)
+    loss: float  # mean NLL per real frame in this batch (nats; play and articulation)
     grad_norm: float  # before clipping
     lr: float
     frames_per_s: float  # real frames per second this epoch so far
-    epoch_loss: float  # mean BCE per real frame over this epoch's steps so far
+    epoch_loss: float  # mean NLL per real frame over this epoch's steps so far
 
 
 @dataclass
@@ -52,6 +53,7 @@ class EpochInfo:
     frames_per_s: float
     epoch_s: float
     eta_s: float  # if every remaining epoch runs
+    valid_articulation_nll: float = 0.0  # nats per frame of the re-struck bits (apart)
 
 
 @dataclass

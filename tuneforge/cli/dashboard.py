@@ -148,9 +148,8 @@ class Dashboard(TrainCallbacks):
         title = "tuneforge train"
         subtitle = ""
         if info is not None:
-            config = info.config
             title = (
-                f"tuneforge train · {config.cell} · {info.dataset} · {info.parameters:,} parameters"
+                f"tuneforge train · {info.model} · {info.dataset} · {info.parameters:,} parameters"
             )
             processes = f" × {info.world_size} processes" if info.world_size > 1 else ""
             subtitle = f"device {info.device}{processes} · {info.run_dir}"
@@ -170,7 +169,7 @@ class PlainLog(TrainCallbacks):
         """Describe the run in one line."""
         self._epochs = info.epochs
         self.console.print(
-            f"train {info.config.cell} on {info.dataset}: {info.parameters:,} parameters, "
+            f"train {info.model} on {info.dataset}: {info.parameters:,} parameters, "
             f"device {info.device}, {info.steps_per_epoch} steps per epoch, "
             f"{info.train_frames:,} frames, run folder {info.run_dir}",
             highlight=False,

@@ -68,14 +68,16 @@ def score(
 ) -> None:
     """Score a MIDI file with a model: log-likelihood per frame and in total."""
     from tuneforge.cli.rollview import PianoRollView, write_roll_png
+    from tuneforge.evaluate import score_frames
     from tuneforge.generate import load_generator
+    from tuneforge.music.meter import step_in_bar
     from tuneforge.music.midi import read_midi
-    from tuneforge.sample import score_frames
 
     generator = load_generator(model, device=device)
     spb = generator.steps_per_beat
     piece = read_midi(file, steps_per_beat=spb)
-    per_frame = score_frames(generator.model, piece.roll)
+    bars = step_in_bar(piece.length_steps, spb, piece.time_signatures)
+    per_frame = score_frames(generator.model, piece.roll, onsets=piece.onsets, bar_positions=bars)
     scored = per_frame[1:]
     total = float(scored.sum())
     if as_json:

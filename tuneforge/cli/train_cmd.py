@@ -18,6 +18,27 @@ from tuneforge.cli.data_options import (
     KeepPercussionOption,
     StepsPerBeatOption,
 )
+from tuneforge.cli.model_options import (
+    ArticulationOption,
+    CellOption,
+    CellOptionOption,
+    DropoutOption,
+    HeadOption,
+    HiddenSizeOption,
+    LayersOption,
+    MeterOption,
+    ModelOption,
+    NoteCellOption,
+    NoteCellOptionOption,
+    NoteHiddenSizeOption,
+    NoteLayersOption,
+    ParamsOption,
+    PitchFeatureOption,
+    WindowSemitonesOption,
+    fit_to_data,
+    model_config_from_options,
+    parse_cell_options,  # noqa: F401  re-exported for older callers
+)
 from tuneforge.errors import ConfigError
 
 DATA_HELP = (
@@ -55,10 +76,6 @@ class SplitChoice(str, Enum):
 
 # CLI option name -> TrainConfig field, for options that --resume lets the user change or check.
 _OPTION_FIELDS = {
-    "cell": "cell",
-    "layers": "num_layers",
-    "hidden_size": "hidden_size",
-    "dropout": "dropout",
     "optimizer": "optimizer",
     "lr": "lr",
     "batch_size": "batch_size",
@@ -81,35 +98,44 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_command)
 
 
-def parse_cell_options(cell: str, pairs: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> ``{"key": value}``, typed and checked by the cell registry."""
-    from tuneforge.cells.registry import cell_options
-
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--cell-option wants KEY=VALUE, got {pair!r}")
-        options[key.strip().replace("-", "_")] = value.strip()
-    typed = cell_options(cell, options)
-    return {key: typed[key] for key in options}
+# The model options of the command line (names as the model registry knows them).
+_MODEL_OPTIONS = (
+    "cell",
+    "layers",
+    "hidden_size",
+    "dropout",
+    "cell_option",
+    "head",
+    "note_cell",
+    "note_hidden_size",
+    "note_layers",
+    "note_cell_option",
+    "meter",
+    "articulation",
+    "window_semitones",
+    "pitch_feature",
+)
 
 
 def train_command(
     ctx: typer.Context,
     data: Annotated[str, typer.Argument(help=DATA_HELP)],
-    cell: Annotated[str, typer.Option(help="Cell name or alias (see `tuneforge cells`).")] = "lstm",
-    layers: Annotated[int, typer.Option(help="Recurrent layers stacked.")] = 1,
-    hidden_size: Annotated[
-        int | None, typer.Option(help="Units per layer (default 256, or from --params).")
-    ] = None,
-    params: Annotated[
-        int | None,
-        typer.Option(help="Parameter budget: choose the largest hidden size that fits it."),
-    ] = None,
-    dropout: Annotated[
-        float, typer.Option(help="Dropout between layers and before the head.")
-    ] = 0.4,
+    model: ModelOption = "sequence",
+    cell: CellOption = "lstm",
+    layers: LayersOption = None,
+    hidden_size: HiddenSizeOption = None,
+    params: ParamsOption = None,
+    dropout: DropoutOption = None,
+    cell_option: CellOptionOption = None,
+    head: HeadOption = None,
+    note_cell: NoteCellOption = None,
+    note_hidden_size: NoteHiddenSizeOption = None,
+    note_layers: NoteLayersOption = None,
+    note_cell_option: NoteCellOptionOption = None,
+    meter: MeterOption = None,
+    articulation: ArticulationOption = None,
+    window_semitones: WindowSemitonesOption = None,
+    pitch_feature: PitchFeatureOption = None,
     optimizer: Annotated[OptimizerChoice, typer.Option(help="Optimizer.")] = OptimizerChoice.adam,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 3e-3,
     batch_size: Annotated[int, typer.Option(help="Windows per step (all processes).")] = 8,
@@ -135,10 +161,6 @@ def train_command(
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its `last` checkpoint.")
     ] = False,
-    cell_option: Annotated[
-        list[str] | None,
-        typer.Option("--cell-option", "-O", help="A cell option KEY=VALUE (repeatable)."),
-    ] = None,
     data_dir: DataDirOption = None,
     steps_per_beat: StepsPerBeatOption = 4,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/valid/test split.")] = 0,
@@ -147,23 +169,36 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Train a model on DATA and write checkpoints, metrics and curves to a run folder."""
-    from tuneforge.cells import resolve_cell
     from tuneforge.cli.dashboard import Dashboard, PlainLog, summary_table
     from tuneforge.cli.progress import parsing_progress, print_unused_files
     from tuneforge.data.dataset import load_dataset
     from tuneforge.distributed import context_from_env
-    from tuneforge.models.budget import hidden_size_for_budget
+    from tuneforge.models.registry import build_model, config_from_dict
     from tuneforge.train import TrainCallbacks, TrainConfig, TrainingInterrupted, train
 
-    resolve_cell(cell)  # an unknown name fails before any data is read
-    run_dir = out or Path("runs") / f"{Path(data).name.lower()}-{cell}"
+    arguments = locals()
+    model_options = {name: arguments[name] for name in _MODEL_OPTIONS}
+    # Every model choice is checked before any data are read.
+    model_config = model_config_from_options(model, model_options, params)
+    run_dir = out or Path("runs") / f"{Path(data).name.lower()}-{_run_label(model, cell)}"
     given = {
         name: value
-        for name, value in locals().items()
+        for name, value in arguments.items()
         if name in _OPTION_FIELDS and _from_command_line(ctx, name)
     }
     if resume:
         config, saved = _resumed_config(run_dir, given)
+        changed = [
+            "--" + name.replace("_", "-")
+            for name in (*_MODEL_OPTIONS, "model", "params")
+            if _from_command_line(ctx, name)
+        ]
+        if changed:
+            raise ConfigError(
+                f"--resume keeps the run's model; drop {', '.join(changed)} "
+                "or start a new run with another --out"
+            )
+        model_config = config_from_dict(saved["model_config"])
         # Read the data as the run did, unless told otherwise.
         if not _from_command_line(ctx, "steps_per_beat"):
             steps_per_beat = int(saved.get("steps_per_beat", steps_per_beat))
@@ -172,19 +207,7 @@ def train_command(
         keep_percussion = keep_percussion or bool(saved.get("keep_percussion", False))
         fold_octaves = fold_octaves or bool(saved.get("fold_octaves", False))
     else:
-        if hidden_size is not None and params is not None:
-            raise ConfigError("give --hidden-size or --params, not both")
-        options = parse_cell_options(cell, cell_option or [])
-        if params is not None:
-            hidden_size = hidden_size_for_budget(
-                cell, params, num_layers=layers, dropout=dropout, cell_options=options
-            )
         config = TrainConfig(
-            cell=cell,
-            hidden_size=hidden_size or 256,
-            num_layers=layers,
-            dropout=dropout,
-            cell_options=options,
             optimizer=optimizer.value,
             lr=lr,
             batch_size=batch_size,
@@ -211,6 +234,14 @@ def train_command(
             fold_octaves=fold_octaves,
             on_progress=on_progress,
         )
+    if not resume:
+        model_config = fit_to_data(
+            model_config,
+            steps_per_beat=dataset.steps_per_beat,
+            onsets_known=dataset.onsets is not None,
+            articulation=articulation,
+        )
+    network = build_model(model_config, seed=config.seed)
     console = Console(highlight=False)
     if dataset.report is not None and is_main and not quiet:
         print_unused_files(dataset.report, data, Console(stderr=True, highlight=False))
@@ -228,7 +259,13 @@ def train_command(
     }
     try:
         result = train(
-            config, dataset, run_dir=run_dir, callbacks=view, resume=resume, data_meta=data_meta
+            config,
+            dataset,
+            model=network,
+            run_dir=run_dir,
+            callbacks=view,
+            resume=resume,
+            data_meta=data_meta,
         )
     except TrainingInterrupted as stop:
         _stop(view)
@@ -315,7 +352,12 @@ def _resumed_config(run_dir: Path, given: dict[str, Any]) -> tuple[Any, dict[str
     fields = dict(document["train_config"])
     for name, value in given.items():
         fields[_OPTION_FIELDS[name]] = value.value if isinstance(value, Enum) else value
-    return TrainConfig(**fields), document
+    return TrainConfig.from_dict(fields), document
+
+
+def _run_label(kind: str, cell: str) -> str:
+    """The default run folder's suffix: the cell, after the model kind unless sequence."""
+    return cell if kind == "sequence" else f"{kind}-{cell}"
 
 
 def _resume_command(data: str, run_dir: Path, data_dir: Path | None) -> str:

@@ -3,8 +3,9 @@
 One *pack* per (folder, settings) holds the result of every file it has seen, each entry keyed
 by the hash of the file's bytes: a changed file misses, an unchanged one hits, a renamed one
 still hits. A pack is two files, written atomically: ``<key>.json`` (the entries: content hash,
-report, offset into the frames) and ``<key>.npz`` (all rolls concatenated, bit-packed along the
-pitch axis, loaded with ``allow_pickle=False``). No pickle is involved, so a cache is safe to load.
+report, time signatures, offset into the frames) and ``<key>.npz`` (all rolls and all onsets
+concatenated, bit-packed along the pitch axis, loaded with ``allow_pickle=False``). No pickle
+is involved, so a cache is safe to load.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tuneforge.errors import ConfigError, DataError
 from tuneforge.music.pianoroll import NUM_PITCHES
 
 CACHE_ENV = "TUNEFORGE_CACHE_DIR"
-CACHE_FORMAT = 1  # bump when the pack layout or the meaning of a setting changes
+CACHE_FORMAT = 2  # bump when the pack layout or the meaning of a setting changes
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,13 @@ class ReadSettings:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """A cached result: the file's report (path as first seen) and its roll if it was used."""
+    """A cached result: the file's report (path as first seen) and, if it was used, its roll,
+    onsets and time signatures."""
 
     report: FileReport
     roll: np.ndarray | None  # (T, 88) uint8
+    onsets: np.ndarray | None = None  # (T, 88) uint8, where notes are struck
+    time_signatures: tuple[tuple[int, int, int], ...] = ()  # (step, numerator, denominator)
 
 
 def content_hash(data: bytes) -> str:
@@ -93,6 +97,7 @@ def load_pack(cache_dir: Path, folder: Path, settings: ReadSettings) -> dict[str
             return {}
         with np.load(stem.with_suffix(".npz"), allow_pickle=False) as arrays:
             bits = arrays["bits"]
+            onset_bits = arrays["onset_bits"]
             token = bytes(arrays["token"]).hex()
         if token != index.get("token"):  # the two halves come from different writers
             return {}
@@ -100,11 +105,19 @@ def load_pack(cache_dir: Path, folder: Path, settings: ReadSettings) -> dict[str
         if token != index.get("token"):  # the two halves come from different writers
             return {}
         frames = np.unpackbits(bits, axis=1, count=NUM_PITCHES) if bits.size else bits
+        strikes = np.unpackbits(onset_bits, axis=1, count=NUM_PITCHES) if bits.size else bits
+        if frames.shape != strikes.shape:
+            return {}
         entries = {}
         for item in index["entries"]:
             offset, length = item["offset"], item["length"]
-            roll = frames[offset : offset + length] if length else None
-            entries[item["hash"]] = CacheEntry(FileReport.from_dict(item["report"]), roll)
+            used = slice(offset, offset + length)
+            entries[item["hash"]] = CacheEntry(
+                FileReport.from_dict(item["report"]),
+                frames[used] if length else None,
+                strikes[used] if length else None,
+                tuple(tuple(int(v) for v in event) for event in item.get("meter", ())),
+            )
         return entries
     except (OSError, ValueError, KeyError, TypeError):
         return {}
@@ -115,16 +128,25 @@ def save_pack(
 ) -> None:
     """Write the pack of ``folder`` (replacing an older one atomically)."""
     stem = _pack_stem(cache_dir, folder, settings)
-    items, rolls, offset = [], [], 0
+    items, rolls, strikes, offset = [], [], [], 0
     for digest, entry in entries.items():
         length = 0 if entry.roll is None else int(entry.roll.shape[0])
         items.append(
-            {"hash": digest, "offset": offset, "length": length, "report": entry.report.to_dict()}
+            {
+                "hash": digest,
+                "offset": offset,
+                "length": length,
+                "report": entry.report.to_dict(),
+                "meter": [list(event) for event in entry.time_signatures],
+            }
         )
         if length:
             rolls.append(entry.roll)
+            strikes.append(entry.roll if entry.onsets is None else entry.onsets)
         offset += length
-    frames = np.concatenate(rolls) if rolls else np.zeros((0, NUM_PITCHES), dtype=np.uint8)
+    empty = np.zeros((0, NUM_PITCHES), dtype=np.uint8)
+    frames = np.concatenate(rolls) if rolls else empty
+    onsets = np.concatenate(strikes) if strikes else empty
     # A token shared by both halves: two runs writing the same pack at once cannot pair one
     # run's index with the other's frames.
     token = os.urandom(16)
@@ -138,7 +160,11 @@ def save_pack(
     try:
         stem.parent.mkdir(parents=True, exist_ok=True)
         # The .npz goes first: a reader finds a new index only once its frames are in place.
-        arrays = {"bits": np.packbits(frames, axis=1), "token": np.frombuffer(token, np.uint8)}
+        arrays = {
+            "bits": np.packbits(frames, axis=1),
+            "onset_bits": np.packbits(onsets, axis=1),
+            "token": np.frombuffer(token, np.uint8),
+        }
         _atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
         _atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(index).encode()))
     except OSError as error:

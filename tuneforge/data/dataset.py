@@ -35,7 +35,12 @@ DEFAULT_DATA_DIRS = ("data", "benchmarks")  # relative to the working directory
 
 @dataclass
 class Dataset:
-    """Pieces of one data set, split by piece; every roll is (T, 88) uint8."""
+    """Pieces of one data set, split by piece; every roll is (T, 88) uint8.
+
+    A MIDI folder also gives each piece's onsets (where notes are struck, so a repeated note
+    stays two notes) and time signatures; the benchmark sets have neither (see
+    :func:`split_pieces` for what stands in).
+    """
 
     name: str
     train: list[np.ndarray]
@@ -45,10 +50,46 @@ class Dataset:
     fingerprint: str  # hex digest of the data content and every setting that shaped it
     report: FolderReport | None = None  # the per-file report of a MIDI folder, else None
     source: str = ""  # the folder or file the pieces came from
+    onsets: dict[str, list[np.ndarray]] | None = None  # by split, as the rolls; None: unknown
+    time_signatures: dict[str, list[tuple]] | None = None  # by split: (step, num, den) events
+    names: dict[str, list[str]] | None = None  # by split: the file of each piece (folders)
 
     def splits(self) -> dict[str, list[np.ndarray]]:
         """``{"train": ..., "valid": ..., "test": ...}``."""
         return {"train": self.train, "valid": self.valid, "test": self.test}
+
+
+@dataclass(frozen=True)
+class SplitPieces:
+    """The pieces of one split with what models read beside the rolls, all in one order."""
+
+    rolls: list[np.ndarray]  # (T, 88) uint8
+    onsets: list[np.ndarray | None]  # (T, 88) uint8 from MIDI, None where unknown
+    bar_positions: list[np.ndarray]  # (T,) int32, each step's position in its bar
+
+    @property
+    def onsets_known(self) -> list[bool]:
+        """Whether each piece's onsets come from its file."""
+        return [onsets is not None for onsets in self.onsets]
+
+
+def split_pieces(dataset, split: str) -> SplitPieces:
+    """The rolls of ``split`` with their onsets and bar positions.
+
+    Pieces without time signatures (the benchmark sets) are read as 4/4 from their first step;
+    pieces without onsets (the benchmark sets) have None, and models use the onsets the roll
+    implies (a note starts where the pitch was silent the step before).
+    """
+    from tuneforge.music.meter import step_in_bar
+
+    rolls = list(getattr(dataset, split))
+    onsets_by_split = getattr(dataset, "onsets", None)
+    meters_by_split = getattr(dataset, "time_signatures", None)
+    onsets = list(onsets_by_split[split]) if onsets_by_split else [None] * len(rolls)
+    meters = list(meters_by_split[split]) if meters_by_split else [()] * len(rolls)
+    spb = int(dataset.steps_per_beat)
+    bars = [step_in_bar(len(roll), spb, meter) for roll, meter in zip(rolls, meters, strict=True)]
+    return SplitPieces(rolls, onsets, bars)
 
 
 def split_indices(
@@ -186,6 +227,11 @@ def load_dataset(
         }
     )
     rolls = contents.rolls
+    chosen = {"train": train, "valid": valid, "test": test}
+
+    def by_split(values: list) -> dict[str, list]:
+        return {split: [values[i] for i in indices] for split, indices in chosen.items()}
+
     return Dataset(
         name=path.resolve().name,
         train=[rolls[i] for i in train],
@@ -195,4 +241,7 @@ def load_dataset(
         fingerprint=fingerprint,
         report=report,
         source=str(path),
+        onsets=by_split(contents.onsets),
+        time_signatures=by_split(contents.time_signatures),
+        names=by_split(contents.names),
     )

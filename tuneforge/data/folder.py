@@ -35,6 +35,8 @@ class FolderContents:
     rolls: list[np.ndarray]  # (T, 88) uint8, one per used file
     report: FolderReport
     file_hashes: list[str]  # content hash of every used file, same order as rolls
+    onsets: list[np.ndarray]  # (T, 88) uint8, where notes are struck, same order as rolls
+    time_signatures: list[tuple[tuple[int, int, int], ...]]  # (step, num, den) per used file
 
 
 def scan_folder(folder: Path) -> tuple[list[str], list[str]]:
@@ -72,7 +74,12 @@ def parse_one(relative_path: str, data: bytes, settings: ReadSettings) -> CacheE
     except Exception as error:  # noqa: BLE001  a parser bug on one file must not stop the run
         detail = f"unexpected {type(error).__name__}: {error}"
         return CacheEntry(FileReport(relative_path, FAILED, "corrupt", detail), None)
-    return CacheEntry(used_report(relative_path, piece.roll, piece), piece.roll)
+    return CacheEntry(
+        used_report(relative_path, piece.roll, piece),
+        piece.roll,
+        piece.onsets,
+        piece.time_signatures,
+    )
 
 
 def _parse_chunk(
@@ -171,7 +178,9 @@ def read_folder(
         hashes[name] = digest = content_hash(data)
         if digest in cached:
             hit = cached[digest]
-            entries[name] = CacheEntry(_renamed(hit.report, name), hit.roll)
+            entries[name] = CacheEntry(
+                _renamed(hit.report, name), hit.roll, hit.onsets, hit.time_signatures
+            )
         else:
             jobs.append((name, data))
     num_cached = len(hashes) - len(jobs)
@@ -207,6 +216,8 @@ def read_folder(
         rolls=[entries[name].roll for name in used],
         report=FolderReport(str(folder), settings.steps_per_beat, reports, cached_files=num_cached),
         file_hashes=[hashes[name] for name in used],
+        onsets=[entries[name].onsets for name in used],
+        time_signatures=[entries[name].time_signatures for name in used],
     )
 
 

@@ -1,0 +1,161 @@
+"""The note axis: a recurrent layer that scans the pitches of a step from low to high.
+
+At pitch ``p`` it reads a context (what the time part of the model knows about this step, the
+same for every pitch or one per pitch), a learned embedding of the pitch (optional: a model that
+must stay transposition-equivariant leaves it out) and what was chosen for pitch ``p - 1``
+(teacher-forced in training, drawn in sampling): whether it sounds and, with articulation,
+whether it is struck anew. It outputs ``P(pitch p sounds | pitches below, the past)`` and, with
+articulation, ``P(p is struck again | it sounds and sounded before)``. The product of these
+conditionals is the exact probability of the whole frame (the family of RNN-NADE and LSTM-NADE,
+Boulanger-Lewandowski et al. 2012; Johnson 2017's note axis).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tuneforge.cells import build_stack
+from tuneforge.models.base import Drawer
+
+
+class NoteAxis(nn.Module):
+    """Scan of the pitches of each step; exact autoregressive likelihood of a frame.
+
+    Shape:
+        context: (N, C) shared by all pitches or (N, P, C) one per pitch;
+        targets, target_onsets, held: (N, P) float 0/1; returns logits (N, P) each.
+    """
+
+    def __init__(
+        self,
+        *,
+        context_size: int,
+        num_pitches: int,
+        cell: str,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float,
+        cell_options: dict[str, Any],
+        articulation: bool,
+        pitch_embedding_size: int,
+    ) -> None:
+        super().__init__()
+        self.num_pitches = num_pitches
+        self.articulation = articulation
+        self.values = 2 if articulation else 1  # what is fed back per pitch
+        self.pitch_embedding = (
+            nn.Parameter(torch.randn(num_pitches, pitch_embedding_size) * 0.1)
+            if pitch_embedding_size
+            else None
+        )
+        input_size = context_size + pitch_embedding_size + self.values
+        self.rnn = build_stack(
+            cell,
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            dropout=dropout,
+            **cell_options,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(self.rnn.output_size, self.values)
+
+    def _base(self, context: Tensor) -> Tensor:
+        """(N, P, C + E): the part of every pitch's input that the scan does not choose."""
+        if context.dim() == 2:
+            context = context[:, None].expand(-1, self.num_pitches, -1)
+        if self.pitch_embedding is None:
+            return context
+        embedding = self.pitch_embedding[None].expand(context.shape[0], -1, -1)
+        return torch.cat([context, embedding.to(context.dtype)], dim=-1)
+
+    def logits(
+        self, context: Tensor, targets: Tensor, target_onsets: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced logits of every pitch: ``(play, articulation or None)``, (N, P)."""
+        chosen = (
+            targets[..., None]
+            if not self.articulation
+            else torch.stack([targets, target_onsets], dim=-1)
+        )  # (N, P, V)
+        below = F.pad(chosen, (0, 0, 1, 0))[:, :-1]  # (N, P, V): the values of pitch p - 1
+        x = torch.cat([self._base(context), below.to(context.dtype)], dim=-1)
+        hidden, _ = self.rnn(x)  # (N, P, H)
+        out = self.out(self.dropout(hidden)).float()  # (N, P, V)
+        return out[..., 0], (out[..., 1] if self.articulation else None)
+
+    def scan(
+        self,
+        context: Tensor,
+        previous: Tensor,
+        drawer: Drawer,
+        direct: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Draw a frame pitch by pitch: ``(play, onsets)``, (N, P) bool.
+
+        ``previous`` (N, P) bool is the frame before; ``direct`` (N, P) is added to the play
+        logits (a head that also reads the context directly).
+        """
+        base = self._base(context)  # (N, P, C + E)
+        num_rows = base.shape[0]
+        play = torch.zeros(num_rows, self.num_pitches, dtype=torch.bool)
+        onsets = torch.zeros_like(play)
+        previous = previous.cpu()
+        value = base.new_zeros(num_rows, 1, self.values)
+        state = None
+        for pitch in range(self.num_pitches):
+            x = torch.cat([base[:, pitch : pitch + 1], value], dim=-1)  # (N, 1, in)
+            hidden, state = self.rnn(x, state)
+            out = self.out(hidden[:, 0]).float()  # (N, V)
+            play_logit = out[:, 0] if direct is None else out[:, 0] + direct[:, pitch].float()
+            sounds = drawer.draw_pitch(pitch, play_logit.cpu())  # (N,) bool
+            struck = sounds & ~previous[:, pitch]
+            if self.articulation:
+                held = sounds & previous[:, pitch]
+                struck = struck | drawer.draw_articulation(pitch, out[:, 1].cpu(), held)
+            play[:, pitch], onsets[:, pitch] = sounds, struck
+            fed = [sounds] if not self.articulation else [sounds, struck]
+            value = torch.stack(fed, dim=-1).to(base.device, base.dtype)[:, None]
+        return play, onsets
+
+
+def bernoulli_log_likelihood(logits: Tensor, values: Tensor, weights: Tensor | None = None):
+    """Sum over the last axis of log Bernoulli(values | sigmoid(logits)), optionally weighted.
+
+    Shape:
+        logits, values, weights: (..., P) -> (...).
+    """
+    terms = -F.binary_cross_entropy_with_logits(logits.float(), values.float(), reduction="none")
+    if weights is not None:
+        terms = terms * weights
+    return terms.sum(-1)
+
+
+def articulation_weights(inputs: Tensor, targets: Tensor, onsets_known: Tensor) -> Tensor:
+    """Where the articulation bit is uncertain: a note sounding in both frames, in a row whose
+    onsets are known. Shape: (B, T, P) float."""
+    return inputs * targets * onsets_known.to(targets.dtype)[:, None, None]
+
+
+class ModeDrawer:
+    """A :class:`Drawer` that takes the likelier value of every choice (greedy decoding).
+
+    Frame accuracy of a model that scans the pitches uses it: each pitch is predicted on when
+    it is likelier than not given the predictions below it.
+    """
+
+    def draw_all(self, logits: Tensor) -> Tensor:
+        """Pitches whose probability exceeds 1/2."""
+        return logits > 0
+
+    def draw_pitch(self, pitch: int, logits: Tensor) -> Tensor:
+        """The likelier value of one pitch."""
+        return logits > 0
+
+    def draw_articulation(self, pitch: int, logits: Tensor, held: Tensor) -> Tensor:
+        """The likelier articulation of a held note."""
+        return held & (logits > 0)
