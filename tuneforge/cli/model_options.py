@@ -75,7 +75,7 @@ NoteCellOption = Annotated[
 NoteHiddenSizeOption = Annotated[
     int | None,
     typer.Option(
-        help="Units per note-axis layer (note-axis head 64, biaxial 100).", rich_help_panel=PANEL
+        help="Units per note-axis layer (note-axis head 48, biaxial 100).", rich_help_panel=PANEL
     ),
 ]
 NoteLayersOption = Annotated[

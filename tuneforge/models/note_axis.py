@@ -42,9 +42,15 @@ class NoteAxis(nn.Module):
         cell_options: dict[str, Any],
         articulation: bool,
         pitch_embedding_size: int,
+        context_projection: int = 0,
     ) -> None:
         super().__init__()
         self.num_pitches = num_pitches
+        # A context shared by all pitches is projected once to a few features: the scan then
+        # reads a short input at every pitch instead of the whole stack output 88 times.
+        self.project = nn.Linear(context_size, context_projection) if context_projection else None
+        if context_projection:
+            context_size = context_projection
         self.articulation = articulation
         self.values = 2 if articulation else 1  # what is fed back per pitch
         self.pitch_embedding = (
@@ -66,6 +72,8 @@ class NoteAxis(nn.Module):
 
     def _base(self, context: Tensor) -> Tensor:
         """(N, P, C + E): the part of every pitch's input that the scan does not choose."""
+        if self.project is not None:
+            context = self.project(context)
         if context.dim() == 2:
             context = context[:, None].expand(-1, self.num_pitches, -1)
         if self.pitch_embedding is None:

@@ -44,7 +44,7 @@ class ModelConfig:
     lowest_pitch: int = 21  # MIDI pitch of column 0 (A0)
     head: str = "bernoulli"  # one of HEADS
     note_cell: str = "lstm"  # note-axis head: the cell that scans the pitches
-    note_hidden_size: int = 64  # note-axis head: units per layer
+    note_hidden_size: int = 48  # note-axis head: units per layer
     note_layers: int = 1  # note-axis head: layers
     note_cell_options: dict[str, Any] = field(default_factory=dict)
     meter: bool = False  # read the position of the next step in its beat and bar
@@ -112,7 +112,8 @@ class SequenceModel(MusicModel):
                 dropout=config.dropout,
                 cell_options=dict(config.note_cell_options),
                 articulation=config.articulation,
-                pitch_embedding_size=16,
+                pitch_embedding_size=8,
+                context_projection=32,
             )
 
     @property
