@@ -44,13 +44,13 @@ FIGURES = (
     ("scale_consistency", "onsets in the best major-mode scale", "{:.1%}"),
     ("repeated_bar_share", "bars repeating an earlier bar", "{:.1%}"),
 )
-PIECE_COLUMNS = (  # the figures of the per-file table
+PIECE_COLUMNS = (  # the figures of the per-file table, short headers so that files get room
     ("steps", None),
-    ("polyphony", "{:.2f}"),
-    ("onsets/beat", "{:.2f}"),
-    (">= C4", "{:.0%}"),
+    ("poly", "{:.2f}"),
+    ("on/beat", "{:.2f}"),
+    (">=C4", "{:.0%}"),
     ("silent", "{:.0%}"),
-    ("repeated bars", "{:.0%}"),
+    ("rep bars", "{:.0%}"),
     ("in scale", "{:.0%}"),
 )
 
@@ -70,14 +70,10 @@ def _position_label(position: int, steps_per_beat: int) -> str:
 
 def _pieces_table(comparison) -> Table:
     table = Table(title="Pieces")
+    # Every column folds (headers too): a narrow terminal wraps text, never cuts it.
     table.add_column("file", overflow="fold")
-    against = comparison.memorization is not None
     for header, _ in PIECE_COLUMNS:
-        table.add_column(header, justify="right")
-    if against:
-        table.add_column("longest copy (bars)", justify="right")
-        table.add_column("copied from", overflow="fold")
-        table.add_column("bars copied", justify="right")
+        table.add_column(header, justify="right", overflow="fold")
     for piece in comparison.pieces:
         s = piece.stats
         values = (
@@ -90,17 +86,28 @@ def _pieces_table(comparison) -> Table:
         )
         cells = [escape(piece.name), f"{s.frames:,}"]
         cells += [style.format(v) for (_, style), v in zip(PIECE_COLUMNS[1:], values, strict=True)]
-        if against:
-            memo = piece.memorization
-            run = memo.longest
-            cells += [
-                f"{memo.longest_bars:g}",
-                escape(f"{run.corpus_name} bar {run.corpus_bar} (here bar {run.query_bar})")
-                if run
-                else "-",
-                f"{memo.copied_bar_share:.0%}",
-            ]
         table.add_row(*cells)
+    return table
+
+
+def _copies_table(comparison) -> Table:
+    from tuneforge.data.comparison import format_bars
+
+    table = Table(title="Copied from the training split (runs of at least a bar)")
+    table.add_column("file", overflow="fold")
+    table.add_column("longest (bars)", justify="right", overflow="fold")
+    table.add_column("from", overflow="fold")
+    table.add_column("bars found", justify="right", overflow="fold")
+    for piece in comparison.pieces:
+        memo = piece.memorization
+        run = memo.longest
+        where = f"{run.corpus_name} bar {run.corpus_bar} (here bar {run.query_bar})" if run else "-"
+        table.add_row(
+            escape(piece.name),
+            format_bars(memo.longest_bars),
+            escape(where),
+            f"{memo.copied_bars}/{memo.bars}",
+        )
     return table
 
 
@@ -110,11 +117,11 @@ def _figures_table(comparison) -> Table:
         f" against {comparison.reference_label}" if reference else ""
     )
     table = Table(title=escape(title))
-    table.add_column("figure")
-    table.add_column("pieces", justify="right")
+    table.add_column("figure", overflow="fold")
+    table.add_column("pieces", justify="right", overflow="fold")
     if reference:
         table.add_column(escape(comparison.reference_label), justify="right", overflow="fold")
-        table.add_column("relative gap", justify="right")
+        table.add_column("relative gap", justify="right", overflow="fold")
     mine, theirs = total.figures(), reference.figures() if reference else {}
     rows = [(label, key, style, None) for key, label, style in FIGURES]
     spb = total.steps_per_beat
@@ -134,13 +141,17 @@ def _figures_table(comparison) -> Table:
 
 
 def _memorization_lines(comparison) -> list[str]:
+    from tuneforge.data.comparison import format_bars
+
     memo, calibration = comparison.memorization, comparison.calibration
     return [
-        f"Copied from the training split: longest run median {memo.median_longest_bars:g} bars, "
-        f"max {memo.max_longest_bars:g} bars; {memo.copied_bar_share:.1%} of bars found verbatim",
+        "Copied from the training split: longest run median "
+        f"{format_bars(memo.median_longest_bars)} bars, max {format_bars(memo.max_longest_bars)} "
+        "bars; "
+        f"{memo.copied_bar_share:.1%} of bars found verbatim",
         f"Calibration, {comparison.calibration_split} vs train ({calibration.pieces} pieces): "
-        f"longest run median {calibration.median_longest_bars:g} bars, "
-        f"max {calibration.max_longest_bars:g} bars; "
+        f"longest run median {format_bars(calibration.median_longest_bars)} bars, "
+        f"max {format_bars(calibration.max_longest_bars)} bars; "
         f"{calibration.copied_bar_share:.1%} of bars found verbatim",
     ]
 
@@ -223,6 +234,8 @@ def stats(
         typer.echo(json.dumps(document, indent=2))
         return
     console.print(_pieces_table(comparison))
+    if comparison.memorization is not None:
+        console.print(_copies_table(comparison))
     console.print(_figures_table(comparison))
     if comparison.memorization is not None:
         for line in _memorization_lines(comparison):

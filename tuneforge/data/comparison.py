@@ -110,16 +110,21 @@ class Comparison:
         if self.memorization is not None:
             m = self.memorization
             line += (
-                f"; copied from train: longest run {m.median_longest_bars:g} bars median, "
-                f"{m.max_longest_bars:g} max, {m.copied_bar_share:.0%} of bars"
+                f"; copied from train: longest run {format_bars(m.median_longest_bars)} bars "
+                f"median, {format_bars(m.max_longest_bars)} max, {m.copied_bar_share:.0%} of bars"
             )
         if self.calibration is not None:
             c = self.calibration
             line += (
-                f" ({self.calibration_split} vs train: {c.median_longest_bars:g} median, "
-                f"{c.max_longest_bars:g} max, {c.copied_bar_share:.0%})"
+                f" ({self.calibration_split} vs train: {format_bars(c.median_longest_bars)} "
+                f"median, {format_bars(c.max_longest_bars)} max, {c.copied_bar_share:.0%})"
             )
         return line
+
+
+def format_bars(value: float) -> str:
+    """Bars to two decimals at most: 1.3125 -> "1.31", 8.0 -> "8"."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _gap(gap: float) -> str:
