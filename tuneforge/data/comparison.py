@@ -196,10 +196,11 @@ def compare_to_dataset(
     split: str = "all",
     split_seed: int = 0,
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    calibration_split: str | None = None,
 ) -> Comparison:
     """Measure ``pieces``; with a data set, also its ``split`` (rolls only: onsets derived,
     4/4), the gaps, and the memorization meter of every piece against its training split,
-    calibrated by its valid split (the test split when valid is empty).
+    calibrated by ``calibration_split`` (default: valid, or test when valid is empty).
 
     Raises:
         ValueError: no pieces.
@@ -228,7 +229,7 @@ def compare_to_dataset(
         PieceResult(r.name, r.stats, index.query(p.roll))
         for r, p in zip(results, pieces, strict=True)
     ]
-    held_out = "valid" if dataset.valid else "test"
+    held_out = calibration_split or ("valid" if dataset.valid else "test")
     return Comparison(
         pieces=results,
         total=total,
