@@ -28,6 +28,7 @@ COMMAND_MODULES: list[str] = [
     "tuneforge.cli.render_cmd",
     "tuneforge.cli.show_cmd",
     "tuneforge.cli.cells_cmd",
+    "tuneforge.cli.stats_cmd",
 ]
 
 err_console = Console(stderr=True, highlight=False)

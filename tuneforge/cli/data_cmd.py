@@ -98,6 +98,11 @@ def _show_folder(console: Console, report) -> None:
     for name, value in rows:
         totals.add_row(name, value)
     console.print(totals)
+    show_unused_files(console, report)
+
+
+def show_unused_files(console: Console, report) -> None:
+    """The files of a report that were not used: counts per reason, then file by file."""
     if report.reason_counts:
         reasons = Table(title="Reasons")
         reasons.add_column("outcome: reason")
