@@ -185,7 +185,6 @@ class BiaxialModel(MusicModel):
         play_logits, art_logits = self.note_axis.logits(
             context,
             batch.targets.reshape(rows * length, -1),
-            batch.target_onsets.reshape(rows * length, -1),
         )
         play = bernoulli_log_likelihood(play_logits.reshape(rows, length, -1), batch.targets)
         articulation = torch.zeros_like(play)

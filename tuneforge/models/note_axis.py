@@ -2,12 +2,14 @@
 
 At pitch ``p`` it reads a context (what the time part of the model knows about this step, the
 same for every pitch or one per pitch), a learned embedding of the pitch (optional: a model that
-must stay transposition-equivariant leaves it out) and what was chosen for pitch ``p - 1``
-(teacher-forced in training, drawn in sampling): whether it sounds and, with articulation,
-whether it is struck anew. It outputs ``P(pitch p sounds | pitches below, the past)`` and, with
-articulation, ``P(p is struck again | it sounds and sounded before)``. The product of these
-conditionals is the exact probability of the whole frame (the family of RNN-NADE and LSTM-NADE,
-Boulanger-Lewandowski et al. 2012; Johnson 2017's note axis).
+must stay transposition-equivariant leaves it out) and whether pitch ``p - 1`` sounds
+(teacher-forced in training, drawn in sampling). It outputs ``P(pitch p sounds | pitches below,
+the past)`` and, with articulation, ``P(p is struck again | it sounds and sounded before, the
+pitches up to p, the past)``. The product of the play conditionals is the exact probability of
+the frame's play bits (the family of RNN-NADE and LSTM-NADE, Boulanger-Lewandowski et al. 2012;
+Johnson 2017's note axis); articulation bits are never fed back, so the play term stays the
+exact marginal that the per-frame NLL protocol scores, and the articulation term is a separate,
+exact conditional on top of it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class NoteAxis(nn.Module):
 
     Shape:
         context: (N, C) shared by all pitches or (N, P, C) one per pitch;
-        targets, target_onsets, held: (N, P) float 0/1; returns logits (N, P) each.
+        targets, held: (N, P) float 0/1; returns logits (N, P) each.
     """
 
     def __init__(
@@ -52,13 +54,13 @@ class NoteAxis(nn.Module):
         if context_projection:
             context_size = context_projection
         self.articulation = articulation
-        self.values = 2 if articulation else 1  # what is fed back per pitch
+        self.values = 2 if articulation else 1  # logits per pitch: play (and articulation)
         self.pitch_embedding = (
             nn.Parameter(torch.randn(num_pitches, pitch_embedding_size) * 0.1)
             if pitch_embedding_size
             else None
         )
-        input_size = context_size + pitch_embedding_size + self.values
+        input_size = context_size + pitch_embedding_size + 1  # + whether the pitch below sounds
         self.rnn = build_stack(
             cell,
             input_size=input_size,
@@ -81,16 +83,9 @@ class NoteAxis(nn.Module):
         embedding = self.pitch_embedding[None].expand(context.shape[0], -1, -1)
         return torch.cat([context, embedding.to(context.dtype)], dim=-1)
 
-    def logits(
-        self, context: Tensor, targets: Tensor, target_onsets: Tensor
-    ) -> tuple[Tensor, Tensor | None]:
+    def logits(self, context: Tensor, targets: Tensor) -> tuple[Tensor, Tensor | None]:
         """Teacher-forced logits of every pitch: ``(play, articulation or None)``, (N, P)."""
-        chosen = (
-            targets[..., None]
-            if not self.articulation
-            else torch.stack([targets, target_onsets], dim=-1)
-        )  # (N, P, V)
-        below = F.pad(chosen, (0, 0, 1, 0))[:, :-1]  # (N, P, V): the values of pitch p - 1
+        below = F.pad(targets, (1, 0))[:, :-1, None]  # (N, P, 1): whether pitch p - 1 sounds
         x = torch.cat([self._base(context), below.to(context.dtype)], dim=-1)
         hidden, _ = self.rnn(x)  # (N, P, H)
         out = self.out(self.dropout(hidden)).float()  # (N, P, V)
@@ -113,7 +108,7 @@ class NoteAxis(nn.Module):
         play = torch.zeros(num_rows, self.num_pitches, dtype=torch.bool)
         onsets = torch.zeros_like(play)
         previous = previous.cpu()
-        value = base.new_zeros(num_rows, 1, self.values)
+        value = base.new_zeros(num_rows, 1, 1)
         state = None
         for pitch in range(self.num_pitches):
             x = torch.cat([base[:, pitch : pitch + 1], value], dim=-1)  # (N, 1, in)
@@ -126,8 +121,7 @@ class NoteAxis(nn.Module):
                 held = sounds & previous[:, pitch]
                 struck = struck | drawer.draw_articulation(pitch, out[:, 1].cpu(), held)
             play[:, pitch], onsets[:, pitch] = sounds, struck
-            fed = [sounds] if not self.articulation else [sounds, struck]
-            value = torch.stack(fed, dim=-1).to(base.device, base.dtype)[:, None]
+            value = sounds.to(base.device, base.dtype)[:, None, None]
         return play, onsets
 
 

@@ -147,7 +147,6 @@ class SequenceModel(MusicModel):
         play_logits, art_logits = self.note_axis.logits(
             features.reshape(rows * length, width),
             batch.targets.reshape(rows * length, -1),
-            batch.target_onsets.reshape(rows * length, -1),
         )
         play_logits = play_logits.reshape(rows, length, -1) + direct.float()
         play = bernoulli_log_likelihood(play_logits, batch.targets)
