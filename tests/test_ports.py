@@ -20,7 +20,7 @@ from tests.jack_fixtures import MidiRecorder, _need, jack_server, unmatched_note
 from tests.midi_factory import write_midi
 from tuneforge.cli.app import app
 from tuneforge.playback.connections import alsa_connections
-from tuneforge.playback.live import open_output
+from tuneforge.playback.live import HEADLESS_SYNTH_COMMAND, open_output
 from tuneforge.playback.outputs import listener_count, wait_for_listener
 
 runner = CliRunner()
@@ -149,13 +149,21 @@ def _readme_listening_block() -> str:
     return block.group(1)
 
 
+HINT_SCRIPT = f"""{HEADLESS_SYNTH_COMMAND}
+tuneforge play piece.mid --api jack --port fluidsynth --wait-s 20
+"""
+
+
 @pytest.mark.jack
-def test_the_readme_listening_commands_work_as_written(tmp_path):
+@pytest.mark.parametrize("source", ["readme", "error hint"])
+def test_the_listening_commands_work_as_written(source, tmp_path):
+    """The README's block, and the synth command the no-port error suggests."""
     _need("jackd", "jack_wait", "fluidsynth")
     if not GM_FONT.is_file():
         pytest.skip(f"needs {GM_FONT} (apt-get install fluid-soundfont-gm)")
     midi = write_midi(tmp_path / "piece.mid", [(60, 0, 2), (64, 2, 4), (67, 4, 8)])
-    script = _readme_listening_block().replace("piece.mid", str(midi))
+    script = _readme_listening_block() if source == "readme" else HINT_SCRIPT
+    script = script.replace("piece.mid", str(midi))
     # `tuneforge` is this checkout's, whichever console script is on PATH; jackd detaches
     # into a session of its own, so its process id is written down to stop it at the end.
     pid_file = tmp_path / "jackd.pid"

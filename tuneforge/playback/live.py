@@ -26,13 +26,13 @@ BURST_WINDOW_S = 0.001  # the pause, and the window the burst is counted in
 CLOSE_FLUSH_S = 0.1  # longer than a few JACK periods (1024 frames at 48 kHz = 21 ms)
 
 HEADLESS_SYNTH_COMMAND = (
-    "jackd --no-realtime -d dummy & sleep infinity | fluidsynth -j -a jack -m jack"
-    " /usr/share/sounds/sf2/default-GM.sf2 &"
+    "jackd --no-realtime -d dummy & jack_wait -w; sleep infinity | fluidsynth -j -a jack"
+    " -m jack /usr/share/sounds/sf2/default-GM.sf2 &"
 )
 SYNTH_HINT = (
     "play through the built-in synthesizer with --synth, render a WAV with `tuneforge render"
     f" FILE.mid`, or start a synth on JACK (`{HEADLESS_SYNTH_COMMAND}`; with a sound card use"
-    " `jackd -d alsa`) and pass --api jack"
+    " `jackd -d alsa`) and pass --api jack --port fluidsynth --wait-s 20"
 )
 MIDI_API_HINT = (
     "start a JACK server (`sudo apt-get install jackd2`, then `jackd --no-realtime -d dummy &`)"
