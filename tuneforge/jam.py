@@ -318,11 +318,13 @@ class JamSession:
         self._model.append(model)
         self._model_heard.append(self._heard())
 
-    def _options(self):
+    def _options(self, max_silence_steps: int | None = None):
         from tuneforge.sample import SamplingOptions
 
         return SamplingOptions(
-            temperature=self.settings.temperature, max_polyphony=self.settings.max_polyphony
+            temperature=self.settings.temperature,
+            max_polyphony=self.settings.max_polyphony,
+            max_silence_steps=max_silence_steps,
         )
 
     def _history(self, start: int, end: int) -> np.ndarray | None:
@@ -380,7 +382,8 @@ class JamSession:
             self.generator.model,
             num_steps=answer_steps + MAX_LEAD_STEPS,
             batch_size=1,
-            options=self._options(),
+            # Rests of a beat at most: an answer that stays silent is heard as none at all.
+            options=self._options(max_silence_steps=self.steps_per_beat),
             seed=s.seed * 100_003 + step,
             primer=primer,
         )
