@@ -146,7 +146,9 @@ def test_no_port_is_a_clear_error(monkeypatch):
         live.open_output(api="jack")
     message = str(caught.value)
     assert "jack (unavailable)" in message
-    assert "fluidsynth" in message and "--virtual" in message
+    # The three ways out that work without a sound card.
+    assert "--synth" in message and "tuneforge render" in message
+    assert live.HEADLESS_SYNTH_COMMAND in message
 
 
 def test_unknown_api_lists_the_choices():
@@ -159,7 +161,7 @@ def test_port_and_virtual_together_are_refused():
         live.open_output("a", virtual="b")
 
 
-def test_play_without_a_port_says_how_to_get_a_synth(monkeypatch, tmp_path):
+def test_play_to_a_missing_port_says_how_to_get_a_synth(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
     from tests.midi_factory import write_midi
@@ -168,7 +170,20 @@ def test_play_without_a_port_says_how_to_get_a_synth(monkeypatch, tmp_path):
     monkeypatch.setenv("JACK_DEFAULT_SERVER", "tuneforge-test-no-such-server")
     monkeypatch.setenv("JACK_NO_START_SERVER", "1")
     midi = write_midi(tmp_path / "a.mid", [(60, 0, 4)])
-    result = CliRunner().invoke(app, ["play", str(midi), "--api", "jack"])
+    # A named port never falls back to the built-in synth: the user asked for that port.
+    result = CliRunner().invoke(app, ["play", str(midi), "--api", "jack", "--port", "fluid"])
     assert result.exit_code == 1
-    assert "found no a MIDI output port" not in result.output
-    assert "fluidsynth" in result.output and "Traceback" not in result.output
+    assert "found no MIDI output port matching 'fluid'" in result.output
+    assert "--synth" in result.output and "Traceback" not in result.output
+
+
+def test_list_ports_without_any_midi_api_fails_and_says_what_to_install(monkeypatch):
+    from typer.testing import CliRunner
+
+    from tuneforge.cli.app import app
+
+    monkeypatch.setattr(live, "_open_client", lambda *args, **kwargs: None)  # no API opens
+    result = CliRunner().invoke(app, ["play", "--list-ports"])
+    assert result.exit_code == 1
+    assert "no MIDI API can be opened here" in result.output
+    assert "jackd2" in result.output and "snd-seq" in result.output

@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "tuneforge.cli.data_cmd",
     "tuneforge.cli.generate_cmd",
     "tuneforge.cli.play_cmd",
+    "tuneforge.cli.jam_cmd",
     "tuneforge.cli.render_cmd",
     "tuneforge.cli.show_cmd",
     "tuneforge.cli.cells_cmd",

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tuneforge.cli.play_cmd import ApiChoice
+from tuneforge.cli.play_cmd import ApiChoice, AudioDriverOption, AudioFileOption, SynthOption
 from tuneforge.errors import ConfigError
 
 console = Console(highlight=False)
@@ -84,6 +84,9 @@ def generate(
         str | None, typer.Option(help="Open a virtual MIDI port of this name for --play.")
     ] = None,
     api: Annotated[ApiChoice, typer.Option(help="MIDI API for --play.")] = ApiChoice.auto,
+    synth: SynthOption = False,
+    audio_driver: AudioDriverOption = None,
+    audio_file: AudioFileOption = None,
     soundfont: Annotated[
         Path | None, typer.Option(help="SoundFont for --render (default: system GM font).")
     ] = None,
@@ -134,7 +137,10 @@ def generate(
     )
     consume = None
     if play:
-        consume = _live_player(port, virtual, api.value, spb, tempo, program, generator)
+        from tuneforge.playback.outputs import OutputRequest
+
+        where = OutputRequest(port, virtual, api.value, synth, audio_driver, audio_file, soundfont)
+        consume = _live_player(where, spb, tempo, program, generator)
     try:
         pieces = run_generation(generator, request, out, consume=consume)
     except KeyboardInterrupt:
@@ -155,12 +161,16 @@ def generate(
     console.print(table)
 
 
-def _live_player(port, virtual, api, steps_per_beat, tempo_bpm, program, generator):
+def _live_player(where, steps_per_beat, tempo_bpm, program, generator):
     """A consumer for :func:`tuneforge.generate.generate` that plays frames as they arrive."""
     from tuneforge.music.events import frames_to_events
-    from tuneforge.playback.live import open_output, play_events
+    from tuneforge.playback.live import play_events
+    from tuneforge.playback.outputs import open_player_output
 
-    output = open_output(port, virtual=virtual, api=api)
+    opened = open_player_output(where)
+    output = opened.output
+    if opened.note:
+        console.print(f"[yellow]{opened.note}[/yellow]")
     lowest_pitch = int(generator.config.get("lowest_pitch", 21))
 
     def consume(frames) -> None:

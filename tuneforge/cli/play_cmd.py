@@ -1,4 +1,5 @@
-"""`tuneforge play`: send a MIDI file to a synthesizer live, through python-rtmidi."""
+"""`tuneforge play`: send a MIDI file to a synthesizer live, through python-rtmidi or the
+built-in FluidSynth."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from tuneforge.errors import ConfigError
 
 console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
 
 
 class ApiChoice(str, Enum):
@@ -25,6 +27,31 @@ class ApiChoice(str, Enum):
     winmm = "winmm"
 
 
+# Shared with `generate --play` and `jam`, so the three spell the synth options alike.
+SynthOption = Annotated[
+    bool,
+    typer.Option(
+        "--synth",
+        help="Play through the built-in synthesizer (FluidSynth) to the audio output;"
+        " used anyway when no MIDI output port exists.",
+    ),
+]
+AudioDriverOption = Annotated[
+    str | None,
+    typer.Option(
+        help="FluidSynth audio driver for --synth (default: the first that works of"
+        " pulseaudio, pipewire, alsa, jack, coreaudio)."
+    ),
+]
+AudioFileOption = Annotated[
+    Path | None,
+    typer.Option(dir_okay=False, help="Record what the built-in synth plays to this WAV file."),
+]
+SoundfontOption = Annotated[
+    Path | None, typer.Option(help="SoundFont for the built-in synth (default: system GM font).")
+]
+
+
 def play(
     file: Annotated[
         Path | None, typer.Argument(exists=True, dir_okay=False, help="MIDI file to play.")
@@ -35,36 +62,57 @@ def play(
     virtual: Annotated[
         str | None, typer.Option(help="Open a virtual output port of this name instead.")
     ] = None,
-    list_ports: Annotated[bool, typer.Option(help="List the output ports and exit.")] = False,
+    list_ports: Annotated[
+        bool, typer.Option(help="List the MIDI output and input ports and exit.")
+    ] = False,
     api: Annotated[ApiChoice, typer.Option(help="MIDI API to use.")] = ApiChoice.auto,
     wait_s: Annotated[
-        float, typer.Option(help="Seconds to wait before the first note (to connect a synth).")
-    ] = 0.0,
+        float | None,
+        typer.Option(
+            help="Seconds to wait for the --port to appear or a synth to connect to the"
+            " --virtual port (default: 5 for a virtual port, else 0); playing starts as soon"
+            " as one is connected."
+        ),
+    ] = None,
+    synth: SynthOption = False,
+    audio_driver: AudioDriverOption = None,
+    audio_file: AudioFileOption = None,
+    soundfont: SoundfontOption = None,
 ) -> None:
-    """Play a MIDI file live on a MIDI output port, honouring its tempo changes."""
+    """Play a MIDI file live on a MIDI output port or the built-in synth, honouring its
+    tempo changes."""
     from tuneforge.music.events import read_events
-    from tuneforge.playback.live import list_output_ports, open_output, play_events
+    from tuneforge.playback.live import play_events
+    from tuneforge.playback.outputs import (
+        VIRTUAL_WAIT_S,
+        OutputRequest,
+        open_player_output,
+        wait_for_listener,
+    )
 
     if list_ports:
-        found = list_output_ports(api.value)
-        if not found:
-            console.print(f"no MIDI API usable here (tried {api.value})")
-        for api_name, names in found.items():
-            console.print(f"[bold]{api_name}[/bold]: " + (", ".join(names) or "no output ports"))
+        _print_ports(api.value)
         return
     if file is None:
         raise ConfigError("give a MIDI file to play, or --list-ports")
-    if wait_s < 0:
+    if wait_s is not None and wait_s < 0:
         raise ConfigError(f"--wait-s must be >= 0, got {wait_s}")
     events = read_events(file)
-    output = open_output(port, virtual=virtual, api=api.value)
+    request = OutputRequest(port, virtual, api.value, synth, audio_driver, audio_file, soundfont)
+    wait = wait_s if wait_s is not None else (VIRTUAL_WAIT_S if virtual else 0.0)
+    started = time.monotonic()
+    opened = open_player_output(request, port_wait_s=wait)
+    output = opened.output
+    if opened.note:
+        err_console.print(f"[yellow]{opened.note}[/yellow]")
     try:
         console.print(
             f"playing {file.name} ({events.duration_s:.1f} s) on {output.api}: "
             f"{output.port_name} (Ctrl-C stops)"
         )
-        if wait_s:
-            time.sleep(wait_s)
+        remaining_s = max(0.0, wait - (time.monotonic() - started))
+        if wait_for_listener(output, remaining_s) is False:
+            err_console.print(f"[yellow]warning:[/yellow] {_nobody_listens(output, wait)}")
         report = play_events(events.events, output)
     except KeyboardInterrupt:
         console.print("[yellow]stopped[/yellow]; all notes off")
@@ -75,6 +123,28 @@ def play(
         f"sent {report.messages_sent} messages in {report.duration_s:.1f} s "
         f"(latest {report.max_late_s * 1000:.1f} ms behind schedule)"
     )
+
+
+def _nobody_listens(output, wait_s: float) -> str:
+    """The warning for a port nothing is connected to."""
+    where = f"{output.api}: {output.port_name}"
+    if getattr(output, "virtual", False):
+        return (
+            f"nobody connected to the virtual port {where} within {wait_s:g} s, so nothing"
+            " will sound; connect a synth to it, or pass --wait-s or --synth"
+        )
+    return f"nothing is connected to {where}, so nothing will sound; try --synth"
+
+
+def _print_ports(api: str) -> None:
+    """Print every usable API's output and input ports (an error when no API opens)."""
+    from tuneforge.playback.live import list_ports
+
+    for api_name, ports in list_ports(api).items():
+        outputs = ", ".join(ports["outputs"]) or "none"
+        inputs = ", ".join(ports["inputs"]) or "none"
+        console.print(f"[bold]{api_name}[/bold] outputs: {outputs}")
+        console.print(f"[bold]{api_name}[/bold] inputs: {inputs}")
 
 
 def register(app: typer.Typer) -> None:

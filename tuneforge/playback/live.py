@@ -8,16 +8,14 @@ sustain-off and all-notes-off on all 16 channels, so nothing keeps ringing.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from tuneforge.errors import PlaybackError
 from tuneforge.music.events import TimedMessage
+from tuneforge.playback.native import native_stderr_captured
 
 NUM_CHANNELS = 16
 CC_SUSTAIN = 64
@@ -27,10 +25,37 @@ BURST_MESSAGES = 8  # messages sent back to back before a pause
 BURST_WINDOW_S = 0.001  # the pause, and the window the burst is counted in
 CLOSE_FLUSH_S = 0.1  # longer than a few JACK periods (1024 frames at 48 kHz = 21 ms)
 
-SYNTH_HINT = (
-    "start a synth, e.g. `fluidsynth -a pulseaudio -m jack /usr/share/sounds/sf2/default-GM.sf2`"
-    " (or `-m alsa_seq`), or pass --virtual NAME and connect a synth to it"
+HEADLESS_SYNTH_COMMAND = (
+    "jackd --no-realtime -d dummy & jack_wait -w; sleep infinity | fluidsynth -j -a jack"
+    " -m jack /usr/share/sounds/sf2/default-GM.sf2 &"
 )
+SYNTH_HINT = (
+    "play through the built-in synthesizer with --synth, render a WAV with `tuneforge render"
+    f" FILE.mid`, or start a synth on JACK (`{HEADLESS_SYNTH_COMMAND}`; with a sound card use"
+    " `jackd -d alsa`) and pass --api jack --port fluidsynth --wait-s 20"
+)
+MIDI_API_HINT = (
+    "start a JACK server (`sudo apt-get install jackd2`, then `jackd --no-realtime -d dummy &`)"
+    " or load ALSA's sequencer (`sudo modprobe snd-seq`); --synth needs neither"
+)
+
+
+class NoMidiPortError(PlaybackError):
+    """No MIDI output port exists on any usable API (a named or virtual port was not asked for)."""
+
+
+@runtime_checkable
+class Output(Protocol):
+    """Where :func:`play_events` sends raw MIDI: a port (:class:`MidiOutput`) or a synth."""
+
+    api: str
+    port_name: str
+
+    def send(self, data: list[int] | bytes) -> None:
+        """Send one raw MIDI message now."""
+
+    def close(self) -> None:
+        """Release the output once the last message has sounded."""
 
 
 def _rtmidi():
@@ -65,42 +90,51 @@ def _apis_to_try(api: str) -> list[tuple[str, int]]:
     raise PlaybackError(f"unknown MIDI API {api!r}; choose one of: {choices}")
 
 
-@contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Hide what ALSA and JACK print from C while an API is probed; our error says it better."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _open_client(api_name: str, api_constant: int):
-    """An rtmidi MidiOut on one API, or None where that API cannot be used here."""
+def _open_client(api_name: str, api_constant: int, *, inputs: bool = False):
+    """An rtmidi MidiOut (MidiIn with ``inputs``) on one API, or None where it cannot open."""
     rtmidi = _rtmidi()
+    kind = rtmidi.MidiIn if inputs else rtmidi.MidiOut
     try:
-        with _native_stderr_silenced():
-            return rtmidi.MidiOut(api_constant, name=CLIENT_NAME)
+        with native_stderr_captured():
+            return kind(api_constant, name=CLIENT_NAME)
     except rtmidi.SystemError:
         return None
 
 
+def _port_names(api_name: str, api_constant: int, *, inputs: bool) -> list[str] | None:
+    client = _open_client(api_name, api_constant, inputs=inputs)
+    if client is None:
+        return None
+    try:
+        return list(client.get_ports())
+    finally:
+        client.delete()
+
+
 def list_output_ports(api: str = "auto") -> dict[str, list[str]]:
     """Output ports per usable API: ``{"jack": ["fluidsynth:midi"], ...}``."""
-    ports: dict[str, list[str]] = {}
+    return {name: ports["outputs"] for name, ports in list_ports(api).items()}
+
+
+def list_ports(api: str = "auto") -> dict[str, dict[str, list[str]]]:
+    """Output and input ports per usable API: ``{"jack": {"outputs": [...], "inputs": [...]}}``.
+
+    Raises:
+        PlaybackError: no MIDI API can be opened here; the message says what to install.
+    """
+    found: dict[str, dict[str, list[str]]] = {}
+    tried = []
     for name, constant in _apis_to_try(api):
-        client = _open_client(name, constant)
-        if client is None:
+        outputs = _port_names(name, constant, inputs=False)
+        if outputs is None:
+            tried.append(name)
             continue
-        try:
-            ports[name] = list(client.get_ports())
-        finally:
-            client.delete()
-    return ports
+        found[name] = {"outputs": outputs, "inputs": _port_names(name, constant, inputs=True) or []}
+    if not found:
+        raise PlaybackError(
+            f"no MIDI API can be opened here (tried {', '.join(tried)}); {MIDI_API_HINT}"
+        )
+    return found
 
 
 @dataclass
@@ -110,6 +144,7 @@ class MidiOutput:
     client: Any  # rtmidi.MidiOut
     api: str
     port_name: str
+    virtual: bool = False  # a port we created for others to connect to
     _window_start: float = field(default=0.0, init=False, repr=False)
     _window_count: int = field(default=0, init=False, repr=False)
 
@@ -163,7 +198,7 @@ def open_output(
                 client.delete()
                 tried.append(f"{name} (no virtual ports)")
                 continue
-            return MidiOutput(client, name, virtual)
+            return MidiOutput(client, name, virtual, virtual=True)
         available = list(client.get_ports())
         index = _match_port(available, port)
         if index is None:
@@ -178,7 +213,10 @@ def open_output(
         what = f"MIDI output port matching {port!r}"
     else:
         what = "MIDI API that can open a virtual port" if virtual else "MIDI output port"
-    raise PlaybackError(f"found no {what}; tried {', '.join(tried) or 'no API'}; {SYNTH_HINT}")
+    message = f"found no {what}; tried {', '.join(tried) or 'no API'}; {SYNTH_HINT}"
+    if port is None and virtual is None:
+        raise NoMidiPortError(message)
+    raise PlaybackError(message)
 
 
 def _match_port(available: list[str], wanted: str | None) -> int | None:
@@ -214,7 +252,7 @@ class _SoundingNotes:
             self.notes = {n for n in self.notes if n[0] != channel}
 
 
-def panic(output: MidiOutput, sounding: Iterable[tuple[int, int]] = ()) -> None:
+def panic(output: Output, sounding: Iterable[tuple[int, int]] = ()) -> None:
     """Silence everything: note-off for each sounding note, then sustain-off and
     all-notes-off on all 16 channels (some synths ignore one or the other)."""
     for channel, note in sorted(sounding):
@@ -235,7 +273,7 @@ class PlaybackReport:
 
 def play_events(
     events: Iterable[TimedMessage],
-    output: MidiOutput,
+    output: Output,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,

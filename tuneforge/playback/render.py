@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tuneforge.errors import PlaybackError
 from tuneforge.music.events import EventList, read_events
+from tuneforge.playback.fluid import apply_raw, new_synth
 
 BLOCK_FRAMES = 4096  # samples per channel asked of FluidSynth at a time; bounds memory
-DRUM_CHANNEL = 9
 
 
 @dataclass(frozen=True)
@@ -29,34 +28,6 @@ class RenderReport:
     sample_rate_hz: int
     peak: float  # largest absolute sample, 0..1 of full scale
     rms: float  # root mean square of all samples, 0..1 of full scale
-
-
-def _fluidsynth():
-    """Import pyfluidsynth lazily: it loads libfluidsynth, which `--help` should not need."""
-    try:
-        import fluidsynth
-    except ImportError as error:
-        raise PlaybackError(
-            "pyfluidsynth or libfluidsynth is missing; run `sudo apt-get install fluidsynth`"
-            " and `pip install pyfluidsynth`"
-        ) from error
-    return fluidsynth
-
-
-def _apply(synth, message) -> None:
-    """Hand one mido channel message to the synthesizer."""
-    kind = message.type
-    if kind == "note_on" and message.velocity > 0:
-        synth.noteon(message.channel, message.note, message.velocity)
-    elif kind in ("note_on", "note_off"):
-        synth.noteoff(message.channel, message.note)
-    elif kind == "control_change":
-        synth.cc(message.channel, message.control, message.value)
-    elif kind == "program_change":
-        synth.program_change(message.channel, message.program)
-    elif kind == "pitchwheel":
-        synth.pitch_bend(message.channel, message.pitch)
-    # Aftertouch is not rendered: pyfluidsynth's support differs between versions.
 
 
 def render_events(
@@ -77,20 +48,9 @@ def render_events(
         gain: FluidSynth master gain (0.2 is its default; polyphonic pieces clip above ~1).
         tail_s: silence after the last event, so released notes can ring out.
     """
-    if sample_rate_hz < 8000 or sample_rate_hz > 192000:
-        raise PlaybackError(f"sample rate {sample_rate_hz} Hz is out of range; use 8000..192000")
-    if not 0 < gain <= 10:
-        raise PlaybackError(f"gain {gain} is out of range; use a value in (0, 10]")
-    fluidsynth = _fluidsynth()
     wav_path = Path(wav_path)
-    synth = fluidsynth.Synth(gain=float(gain), samplerate=float(sample_rate_hz))
+    synth = new_synth(soundfont_path, sample_rate_hz=sample_rate_hz, gain=gain)
     try:
-        sfid = synth.sfload(str(soundfont_path), 1)
-        if sfid < 0:
-            raise PlaybackError(f"FluidSynth cannot load {soundfont_path}; is it a .sf2 file?")
-        for channel in range(16):
-            bank = 128 if channel == DRUM_CHANNEL else 0
-            synth.program_select(channel, sfid, bank, 0)
         total_frames = int(round((events.duration_s + tail_s) * sample_rate_hz))
         written = 0
         sum_squares = 0.0
@@ -115,7 +75,7 @@ def render_events(
 
             for event in events.events:
                 advance_to(min(total_frames, int(round(event.time_s * sample_rate_hz))))
-                _apply(synth, event.message)
+                apply_raw(synth, event.message.bytes())
             advance_to(total_frames)
     finally:
         synth.delete()
