@@ -19,6 +19,10 @@ Gate orders are torch's: LSTM ``i, f, g, o``; GRU ``r, z, n``. The GRU uses the 
 ordering ``n = tanh(W_n x + b_n + r * (U_n h + b_hn))`` and update ``h' = (1 - z) n + z h``
 (``z`` plays the role of ``1 - z`` in ``docs/cells.md``: a relabelling, same family). The
 diagonal GRU has no ``b_hn``, so ``r * (u_n * h) = u_n * (r * h)``: both orderings coincide.
+
+The diagonal cells have no matrix product in their recurrence, so on the CPU they skip the
+kernels and run :mod:`tuneforge.cells.diagonal` (one input product, then a compiled element-wise
+recurrence), with the fused kernel as the exact fallback; ``last_path`` says which one ran.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from tuneforge.cells.base import LayerState, RecurrentLayer
+from tuneforge.cells.diagonal import diagonal_sequence
 from tuneforge.cells.gru_recurrence import gru_sequence
 
 _KERNELS: dict[str, Callable] = {
@@ -57,6 +62,8 @@ class FusedLayer(RecurrentLayer):
     mode: str = "rnn"
     structure: tuple[str, str, str, str] = ("f", "f", "f", "z")
     init: str = "torch"
+    # "diagonal": the cell has the compiled element-wise recurrence of :mod:`.diagonal`.
+    fast_path: str | None = None
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
         super().__init__()
@@ -64,6 +71,7 @@ class FusedLayer(RecurrentLayer):
         self.hidden_size = hidden_size
         self.output_size = hidden_size
         self.forget_bias = forget_bias
+        self.last_path = ""  # which implementation the last forward ran: "numba" or "fused"
         gates = _GATES[self.mode]
         # Per matrix: runs of equal letters, (kind, first gate, end gate, parameter name).
         self._runs: dict[str, list[tuple[str, int, int, str]]] = {}
@@ -155,6 +163,14 @@ class FusedLayer(RecurrentLayer):
         """Run the fused kernel over ``x`` (B, T, input) from ``state``."""
         if state is None:
             state = self.initial_state(x.shape[0], x)
+        if self.fast_path == "diagonal":
+            result = diagonal_sequence(
+                self.mode, x, state, self.weight_ih, self.diag_hh, self.bias_ih
+            )
+            if result is not None:
+                self.last_path = "numba"
+                return result
+        self.last_path = "fused"
         weights = self.kernel_weights()
         kernel = _KERNELS[self.mode]
         if self.mode == "lstm":
@@ -198,6 +214,7 @@ class DiagRNNLayer(RNNLayer):
 
     structure = ("f", "d", "f", "z")
     init = "xavier"
+    fast_path = "diagonal"
 
 
 class DiagLSTMLayer(LSTMLayer):
@@ -205,6 +222,7 @@ class DiagLSTMLayer(LSTMLayer):
 
     structure = ("ffff", "dddd", "ffff", "zzzz")
     init = "xavier"
+    fast_path = "diagonal"
 
 
 class DiagGRULayer(GRULayer):
@@ -212,6 +230,7 @@ class DiagGRULayer(GRULayer):
 
     structure = ("fff", "ddd", "fff", "zzz")
     init = "xavier"
+    fast_path = "diagonal"
 
 
 class LSTMV1Layer(LSTMLayer):

@@ -1,0 +1,284 @@
+"""numba loops of the recurrences: the diagonal cells, forward and backward (see :mod:`.diagonal`).
+
+This module imports numba; :mod:`.jit` imports it only when a compiled path is first taken.
+All kernels live in this one file on purpose: numba's on-disk cache is invalidated by a change of
+the file that holds a function, not of the files it calls into, so the helpers they share must
+sit beside them.
+
+Kernels are serial and release the GIL (``nogil``): :func:`.jit.launch` runs them on slices of
+the batch in parallel threads, each slice through its whole time loop with no synchronisation
+between steps. numba's own ``parallel=True`` would do the same at three to four times the
+compile time. Inner loops run over contiguous units of one row and step so that they vectorize;
+ranges start at zero because a loop over ``range(lo, hi)`` keeps numba's negative-index checks,
+which stop vectorization. Each kernel is a time loop around a step function on rows (1-D arrays),
+the first step (or, backward, the last) called with the initial state: choosing the previous row
+inside the loop (``hs[t - 1] if t > 0 else h0``) hides the row's bounds from LLVM and made the
+loops four times slower (measured). Short loops, one per gate, keep the float32 tanh's
+constants in registers (several in one loop body spill them: twice as slow, measured).
+
+Diagonal cells: with every recurrent matrix diagonal, unit ``j`` of sequence ``b`` is a scalar
+recurrence of its own. Arrays are batch-major, as the layers take and give them: ``a``
+(B, T, G H) holds the gate pre-activations from the input (``W x + b``) in torch's gate order,
+``u`` (G, H) the diagonals.
+
+Arithmetic stays in the arrays' dtype: ``one`` is passed as a scalar of that dtype, because a
+Python literal would promote float32 to float64. ``error_model="numpy"`` drops Python's
+division-by-zero checks, whose branches would keep loops from vectorizing. Backward kernels
+carry the running gradients of h (and c) in their ``grad_h0`` (``grad_c0``) outputs, and add the
+gradient of ``u`` per (row, gate, unit) into ``grad_u``, which the caller sums over rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+_STEP = {"cache": True, "error_model": "numpy"}
+
+# float32 tanh as a rational function on [-c, c] (Eigen's and TensorFlow's float tanh): libm's
+# tanhf does not vectorize and costs ~30 ns, this ~1 ns; it is within 4e-7 of tanh. float64
+# keeps libm's exact functions.
+_CLAMP = np.float32(7.90531110763549805)
+_ALPHA = [np.float32(v) for v in (
+    -2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+    1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03,
+)]  # fmt: skip
+_BETA = [np.float32(v) for v in (
+    1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03,
+)]  # fmt: skip
+_A13, _A11, _A9, _A7, _A5, _A3, _A1 = _ALPHA
+_B6, _B4, _B2, _B0 = _BETA
+_HALF32 = np.float32(0.5)
+
+
+def _tanh32(x):  # pragma: no cover - compiled
+    x = min(max(x, -_CLAMP), _CLAMP)
+    x2 = x * x
+    p = x2 * _A13 + _A11
+    p = x2 * p + _A9
+    p = x2 * p + _A7
+    p = x2 * p + _A5
+    p = x2 * p + _A3
+    p = x2 * p + _A1
+    q = x2 * _B6 + _B4
+    q = x2 * q + _B2
+    q = x2 * q + _B0
+    return x * p / q
+
+
+def _sigmoid32(x):  # pragma: no cover - compiled
+    return _HALF32 + _HALF32 * tanh(_HALF32 * x)
+
+
+def tanh(x):
+    """tanh in the dtype of ``x`` (compiled: see :func:`_tanh32` for float32)."""
+    return math.tanh(x)
+
+
+def sigmoid(x):
+    """The logistic sigmoid in the dtype of ``x``."""
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@overload(tanh)
+def _tanh_impl(x):
+    if x == types.float32:
+        return _tanh32
+    return lambda x: math.tanh(x)
+
+
+@overload(sigmoid)
+def _sigmoid_impl(x):
+    if x == types.float32:
+        return _sigmoid32
+    return lambda x: 1.0 / (1.0 + math.exp(-x))
+
+
+@njit(**_STEP)
+def _rnn_step(at, ht, h_prev, u0):  # pragma: no cover - compiled
+    for j in range(ht.shape[0]):
+        ht[j] = tanh(at[j] + u0[j] * h_prev[j])
+
+
+@njit(**_JIT)
+def rnn_forward(a, hs, h0, u):  # pragma: no cover - compiled
+    """h_t = tanh(a_t + u h_{t-1})."""
+    batch, steps, _ = a.shape
+    for b in range(batch):
+        _rnn_step(a[b, 0], hs[b, 0], h0[b], u[0])
+        for t in range(1, steps):
+            _rnn_step(a[b, t], hs[b, t], hs[b, t - 1], u[0])
+
+
+@njit(**_STEP)
+def _rnn_step_back(ht, h_prev, grad_ht, grad_at, grad_u0, grad_h, u0, one):  # pragma: no cover
+    for j in range(ht.shape[0]):
+        gp = (grad_h[j] + grad_ht[j]) * (one - ht[j] * ht[j])
+        grad_at[j] = gp
+        grad_u0[j] += gp * h_prev[j]
+        grad_h[j] = gp * u0[j]
+
+
+@njit(**_JIT)
+def rnn_backward(hs, h0, grad_hs, grad_a, grad_u, grad_h0, u, one):  # pragma: no cover
+    """Gradients of a, u (per row) and h0; ``grad_h0`` starts at zero and carries dL/dh."""
+    batch, steps, _ = hs.shape
+    for b in range(batch):
+        gu, gh = grad_u[b, 0], grad_h0[b]
+        for t in range(steps - 1, 0, -1):
+            _rnn_step_back(hs[b, t], hs[b, t - 1], grad_hs[b, t], grad_a[b, t], gu, gh, u[0], one)
+        _rnn_step_back(hs[b, 0], h0[b], grad_hs[b, 0], grad_a[b, 0], gu, gh, u[0], one)
+
+
+@njit(**_STEP)
+def _lstm_step(at, st, ct, tct, ht, h_prev, c_prev, u):  # pragma: no cover - compiled
+    n = ht.shape[0]
+    ai, af, ag, ao = at[:n], at[n : 2 * n], at[2 * n : 3 * n], at[3 * n :]
+    si, sf, sg, so = st[:n], st[n : 2 * n], st[2 * n : 3 * n], st[3 * n :]
+    ui, uf, ug, uo = u[0], u[1], u[2], u[3]
+    for j in range(n):
+        si[j] = sigmoid(ai[j] + ui[j] * h_prev[j])
+    for j in range(n):
+        sf[j] = sigmoid(af[j] + uf[j] * h_prev[j])
+    for j in range(n):
+        sg[j] = tanh(ag[j] + ug[j] * h_prev[j])
+    for j in range(n):
+        so[j] = sigmoid(ao[j] + uo[j] * h_prev[j])
+    for j in range(n):
+        ct[j] = sf[j] * c_prev[j] + si[j] * sg[j]
+    for j in range(n):
+        tct[j] = tanh(ct[j])
+    for j in range(n):
+        ht[j] = so[j] * tct[j]
+
+
+@njit(**_JIT)
+def lstm_forward(a, acts, cs, tcs, hs, h0, c0, u):  # pragma: no cover - compiled
+    """torch's LSTM (gates i, f, g, o) with diagonal recurrence; keeps what backward reads.
+
+    ``acts`` gets i, f, g, o after their nonlinearities, ``tcs`` tanh(c).
+    """
+    batch, steps, _ = a.shape
+    for b in range(batch):
+        _lstm_step(a[b, 0], acts[b, 0], cs[b, 0], tcs[b, 0], hs[b, 0], h0[b], c0[b], u)
+        for t in range(1, steps):
+            _lstm_step(
+                a[b, t], acts[b, t], cs[b, t], tcs[b, t], hs[b, t], hs[b, t - 1], cs[b, t - 1], u
+            )
+
+
+@njit(**_STEP)
+def _lstm_step_back(
+    st, tct, h_prev, c_prev, grad_ht, grad_at, grad_u, grad_h, grad_c, u, one
+):  # pragma: no cover - compiled
+    n = tct.shape[0]
+    si, sf, sg, so = st[:n], st[n : 2 * n], st[2 * n : 3 * n], st[3 * n :]
+    gi_t, gf_t = grad_at[:n], grad_at[n : 2 * n]
+    gg_t, go_t = grad_at[2 * n : 3 * n], grad_at[3 * n :]
+    # Two loops, each writing few arrays: with all ten writes in one, LLVM does not
+    # vectorize it (too many possible overlaps to check at run time).
+    for j in range(n):
+        i, f, g, o = si[j], sf[j], sg[j], so[j]
+        tc = tct[j]
+        gh = grad_h[j] + grad_ht[j]
+        gc = grad_c[j] + gh * o * (one - tc * tc)
+        gi_t[j] = gc * g * i * (one - i)
+        gf_t[j] = gc * c_prev[j] * f * (one - f)
+        gg_t[j] = gc * i * (one - g * g)
+        go_t[j] = gh * tc * o * (one - o)
+        grad_c[j] = gc * f
+    gui, guf, gug, guo = grad_u[0], grad_u[1], grad_u[2], grad_u[3]
+    ui, uf, ug, uo = u[0], u[1], u[2], u[3]
+    for j in range(n):
+        gi, gf, gg, go = gi_t[j], gf_t[j], gg_t[j], go_t[j]
+        hp = h_prev[j]
+        gui[j] += gi * hp
+        guf[j] += gf * hp
+        gug[j] += gg * hp
+        guo[j] += go * hp
+        grad_h[j] = gi * ui[j] + gf * uf[j] + gg * ug[j] + go * uo[j]
+
+
+@njit(**_JIT)
+def lstm_backward(
+    acts, cs, tcs, hs, h0, c0, grad_hs, grad_a, grad_u, grad_h0, grad_c0, u, one
+):  # pragma: no cover - compiled
+    """Gradients of a, u (per row), h0 and c0; ``grad_c0`` starts as dL/dc_T."""
+    batch, steps, _ = acts.shape
+    for b in range(batch):
+        gu, gh, gc = grad_u[b], grad_h0[b], grad_c0[b]
+        for t in range(steps - 1, 0, -1):
+            _lstm_step_back(
+                acts[b, t], tcs[b, t], hs[b, t - 1], cs[b, t - 1], grad_hs[b, t], grad_a[b, t],
+                gu, gh, gc, u, one,
+            )  # fmt: skip
+        _lstm_step_back(
+            acts[b, 0], tcs[b, 0], h0[b], c0[b], grad_hs[b, 0], grad_a[b, 0], gu, gh, gc, u, one
+        )
+
+
+@njit(**_STEP)
+def _gru_step(at, st, ht, h_prev, u):  # pragma: no cover - compiled
+    n = ht.shape[0]
+    ar, az, an = at[:n], at[n : 2 * n], at[2 * n :]
+    sr, sz, sn = st[:n], st[n : 2 * n], st[2 * n :]
+    ur, uz, un = u[0], u[1], u[2]
+    for j in range(n):
+        sr[j] = sigmoid(ar[j] + ur[j] * h_prev[j])
+    for j in range(n):
+        sz[j] = sigmoid(az[j] + uz[j] * h_prev[j])
+    for j in range(n):
+        sn[j] = tanh(an[j] + sr[j] * (un[j] * h_prev[j]))
+    for j in range(n):
+        ht[j] = sn[j] + sz[j] * (h_prev[j] - sn[j])
+
+
+@njit(**_JIT)
+def gru_forward(a, acts, hs, h0, u):  # pragma: no cover - compiled
+    """torch's GRU (gates r, z, n) with diagonal recurrence and no b_hn.
+
+    ``n = tanh(a_n + r u_n h)``, ``h' = (1 - z) n + z h``; ``acts`` keeps r, z, n.
+    """
+    batch, steps, _ = a.shape
+    for b in range(batch):
+        _gru_step(a[b, 0], acts[b, 0], hs[b, 0], h0[b], u)
+        for t in range(1, steps):
+            _gru_step(a[b, t], acts[b, t], hs[b, t], hs[b, t - 1], u)
+
+
+@njit(**_STEP)
+def _gru_step_back(st, h_prev, grad_ht, grad_at, grad_u, grad_h, u, one):  # pragma: no cover
+    n = h_prev.shape[0]
+    sr, sz, sn = st[:n], st[n : 2 * n], st[2 * n :]
+    gr_t, gz_t, gn_t = grad_at[:n], grad_at[n : 2 * n], grad_at[2 * n :]
+    gur, guz, gun = grad_u[0], grad_u[1], grad_u[2]
+    ur, uz, un = u[0], u[1], u[2]
+    for j in range(n):
+        r, z, cand = sr[j], sz[j], sn[j]
+        hp = h_prev[j]
+        g = grad_h[j] + grad_ht[j]
+        gn = g * (one - z) * (one - cand * cand)
+        gz = g * (hp - cand) * z * (one - z)
+        gr = gn * un[j] * hp * r * (one - r)
+        gr_t[j] = gr
+        gz_t[j] = gz
+        gn_t[j] = gn
+        gur[j] += gr * hp
+        guz[j] += gz * hp
+        gun[j] += gn * r * hp
+        grad_h[j] = g * z + gr * ur[j] + gz * uz[j] + gn * r * un[j]
+
+
+@njit(**_JIT)
+def gru_backward(acts, hs, h0, grad_hs, grad_a, grad_u, grad_h0, u, one):  # pragma: no cover
+    """Gradients of a, u (per row) and h0 of :func:`gru_forward`."""
+    batch, steps, _ = acts.shape
+    for b in range(batch):
+        gu, gh = grad_u[b], grad_h0[b]
+        for t in range(steps - 1, 0, -1):
+            _gru_step_back(acts[b, t], hs[b, t - 1], grad_hs[b, t], grad_a[b, t], gu, gh, u, one)
+        _gru_step_back(acts[b, 0], h0[b], grad_hs[b, 0], grad_a[b, 0], gu, gh, u, one)
