@@ -330,19 +330,30 @@ def _draw_step(model, drawer, context, previous, guide: _Melody | None, melody_s
     """Draw one step of every piece; with a melody and a joint model, draw candidates and
     keep one per piece in proportion to the probability they give the melody's notes."""
     rows = previous.shape[0]
+    articulation = model.articulation
     if guide is None:
-        drawer.begin(rows)
-        return model.draw(context, previous, drawer)
+        drawer.begin(rows, articulation=articulation)
+        drawn = model.draw(context, previous, drawer)
+        drawer.finish()
+        return drawn
     on = guide.on[melody_step].expand(rows, -1)
     below = guide.below[melody_step].expand(rows, -1)
     if guide.candidates == 1 or not bool(on.any()):
-        drawer.begin(rows, on, below)
-        return model.draw(context, previous, drawer)
+        drawer.begin(rows, articulation=articulation, melody_on=on, melody_below=below)
+        drawn = model.draw(context, previous, drawer)
+        drawer.finish()
+        return drawn
     count = guide.candidates
-    drawer.begin(rows * count, on.repeat_interleave(count, 0), below.repeat_interleave(count, 0))
+    drawer.begin(
+        rows * count,
+        articulation=articulation,
+        melody_on=on.repeat_interleave(count, 0),
+        melody_below=below.repeat_interleave(count, 0),
+    )
     play, onsets = model.draw(
         context.repeat_interleave(count, 0), previous.repeat_interleave(count, 0), drawer
     )
+    drawer.finish()
     weights = drawer.log_weight.view(rows, count)
     weights = torch.softmax(weights - weights.max(dim=1, keepdim=True).values, dim=1)
     chosen = torch.multinomial(weights.float(), 1, generator=drawer.generator).squeeze(1)

@@ -36,10 +36,10 @@ from tuneforge.errors import ConfigError
 from tuneforge.models.base import Drawer, MusicModel
 from tuneforge.models.frames import FrameBatch, FrameLogLik, meter_features, meter_width
 from tuneforge.models.note_axis import (
-    ModeDrawer,
     NoteAxis,
     articulation_weights,
     bernoulli_log_likelihood,
+    mode_drawer,
 )
 
 
@@ -196,12 +196,14 @@ class BiaxialModel(MusicModel):
         return FrameLogLik(play, articulation), state
 
     def predict(self, batch: FrameBatch) -> Tensor:
-        """The greedy scan of the note axis at every step (see :class:`ModeDrawer`)."""
+        """The greedy scan of the note axis at every step (see :func:`mode_drawer`)."""
         hidden, _ = self.time_outputs(batch.inputs, batch.input_onsets, batch.bar_positions)
         rows, length, pitches, width = hidden.shape
         previous = batch.inputs.reshape(rows * length, -1) > 0.5
+        drawer = mode_drawer(self.num_pitches)
+        drawer.begin(rows * length, articulation=self.articulation)
         play, _ = self.note_axis.scan(
-            hidden.reshape(rows * length, pitches, width), previous, ModeDrawer()
+            hidden.reshape(rows * length, pitches, width), previous, drawer
         )
         return play.reshape(rows, length, -1).to(batch.inputs.device)
 

@@ -101,13 +101,18 @@ class NoteAxis(nn.Module):
         """Draw a frame pitch by pitch: ``(play, onsets)``, (N, P) bool.
 
         ``previous`` (N, P) bool is the frame before; ``direct`` (N, P) is added to the play
-        logits (a head that also reads the context directly).
+        logits (a head that also reads the context directly). LSTM-family note axes on the CPU
+        run the compiled scan of :mod:`tuneforge.models.scan_kernel`; others (and
+        ``TUNEFORGE_NO_NUMBA=1``) this loop over the pitches, which draws the same.
         """
         base = self._base(context)  # (N, P, C + E)
+        previous = previous.cpu()
+        if _compiled_scan_applies(self, base, drawer):
+            return self._compiled_scan(base, previous, drawer, direct)
+        self.last_scan = "torch"
         num_rows = base.shape[0]
         play = torch.zeros(num_rows, self.num_pitches, dtype=torch.bool)
         onsets = torch.zeros_like(play)
-        previous = previous.cpu()
         value = base.new_zeros(num_rows, 1, 1)
         state = None
         for pitch in range(self.num_pitches):
@@ -123,6 +128,124 @@ class NoteAxis(nn.Module):
             play[:, pitch], onsets[:, pitch] = sounds, struck
             value = sounds.to(base.device, base.dtype)[:, None, None]
         return play, onsets
+
+    def _compiled_scan(self, base, previous, drawer, direct) -> tuple[Tensor, Tensor]:
+        from tuneforge.cells.jit import launch, view
+
+        self.last_scan = "compiled"
+        plan = drawer.scan_plan()
+        layers = [layer.kernel_weights() for layer in self.rnn.layers]
+        weight_ih, weight_hh, bias_ih, bias_hh = layers[0]
+        base_gates = torch.addmm(
+            bias_ih + bias_hh, base.reshape(-1, base.shape[-1]), weight_ih[:, :-1].t()
+        ).reshape(base.shape[0], base.shape[1], -1)
+        width = weight_hh.shape[1]
+        rest = layers[1:]
+        rest_ih = torch.stack([w[0] for w in rest]) if rest else base.new_zeros(0, 4 * width, width)
+        rest_hh = torch.stack([w[1] for w in rest]) if rest else base.new_zeros(0, 4 * width, width)
+        rest_bias = (
+            torch.stack([w[2] + w[3] for w in rest]) if rest else base.new_zeros(0, 4 * width)
+        )
+        rows, pitches = base.shape[0], self.num_pitches
+        direct = base.new_zeros(rows, pitches) if direct is None else direct.float()
+        out = {
+            name: torch.zeros(rows, pitches, dtype=dtype)
+            for name, dtype in (
+                ("play_logits", torch.float32),
+                ("play", torch.bool),
+                ("probs", torch.float32),
+                ("articulation_logits", torch.float32),
+                ("held", torch.bool),
+                ("struck", torch.bool),
+                ("onsets", torch.bool),
+            )
+        }
+        row_arrays = [
+            base_gates.contiguous(),
+            direct.contiguous(),
+            plan.uniform,
+            plan.articulation_uniform,
+            plan.fixed,
+            plan.fixed_value,
+            previous.contiguous(),
+        ]
+        outputs = list(out.values())
+        shared_weights = [
+            weight_ih[:, -1].contiguous(),
+            weight_hh.contiguous(),
+            rest_ih.contiguous(),
+            rest_hh.contiguous(),
+            rest_bias.contiguous(),
+            self.out.weight.contiguous(),
+            self.out.bias.contiguous(),
+        ]
+        kernel = _kernel_module().scan_lstm
+        arrays = [view(t) for t in row_arrays + outputs]
+        weights = [view(t) for t in shared_weights]
+
+        def run(gates, direct_, uniform, art_uniform, fixed, fixed_value, prev, *outs):
+            kernel(
+                gates,
+                weights[0],
+                weights[1],
+                weights[2],
+                weights[3],
+                weights[4],
+                weights[5],
+                weights[6],
+                direct_,
+                uniform,
+                art_uniform,
+                view(plan.allowed),
+                plan.inverse_temperature,
+                plan.max_polyphony,
+                fixed,
+                fixed_value,
+                prev,
+                self.articulation,
+                *outs,
+            )
+
+        with torch.no_grad():
+            launch(run, arrays)
+        drawer.record_scan(
+            out["play_logits"],
+            out["play"],
+            out["probs"],
+            out["articulation_logits"],
+            out["held"],
+            out["struck"],
+        )
+        return out["play"], out["onsets"]
+
+
+_KERNEL: list = []
+
+
+def _kernel_module():
+    """tuneforge.models.scan_kernel (numba), or None when it cannot be had."""
+    if not _KERNEL:
+        try:
+            from tuneforge.models import scan_kernel
+        except ImportError:
+            scan_kernel = None
+        _KERNEL.append(scan_kernel)
+    return _KERNEL[0]
+
+
+def _compiled_scan_applies(axis: NoteAxis, base: Tensor, drawer: Drawer) -> bool:
+    from tuneforge.cells.fused import FusedLayer
+    from tuneforge.cells.jit import disabled_by_env
+
+    return (
+        not disabled_by_env()
+        and not axis.training
+        and base.device.type == "cpu"
+        and base.dtype == torch.float32
+        and hasattr(drawer, "scan_plan")
+        and all(isinstance(layer, FusedLayer) and layer.mode == "lstm" for layer in axis.rnn.layers)
+        and _kernel_module() is not None
+    )
 
 
 def bernoulli_log_likelihood(logits: Tensor, values: Tensor, weights: Tensor | None = None):
@@ -143,21 +266,12 @@ def articulation_weights(inputs: Tensor, targets: Tensor, onsets_known: Tensor) 
     return inputs * targets * onsets_known.to(targets.dtype)[:, None, None]
 
 
-class ModeDrawer:
-    """A :class:`Drawer` that takes the likelier value of every choice (greedy decoding).
+def mode_drawer(num_pitches: int):
+    """A drawer that takes the likelier value of every choice (greedy decoding).
 
     Frame accuracy of a model that scans the pitches uses it: each pitch is predicted on when
     it is likelier than not given the predictions below it.
     """
+    from tuneforge.drawer import StepDrawer
 
-    def draw_all(self, logits: Tensor) -> Tensor:
-        """Pitches whose probability exceeds 1/2."""
-        return logits > 0
-
-    def draw_pitch(self, pitch: int, logits: Tensor) -> Tensor:
-        """The likelier value of one pitch."""
-        return logits > 0
-
-    def draw_articulation(self, pitch: int, logits: Tensor, held: Tensor) -> Tensor:
-        """The likelier articulation of a held note."""
-        return held & (logits > 0)
+    return StepDrawer(allowed=torch.ones(num_pitches, dtype=torch.bool), mode=True)

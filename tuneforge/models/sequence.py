@@ -22,10 +22,10 @@ from tuneforge.errors import ConfigError
 from tuneforge.models.base import Drawer, MusicModel
 from tuneforge.models.frames import FrameBatch, FrameLogLik, meter_features, meter_width
 from tuneforge.models.note_axis import (
-    ModeDrawer,
     NoteAxis,
     articulation_weights,
     bernoulli_log_likelihood,
+    mode_drawer,
 )
 
 HEADS = ("bernoulli", "note-axis")
@@ -168,10 +168,12 @@ class SequenceModel(MusicModel):
             return direct > 0
         rows, length, width = features.shape
         previous = batch.inputs.reshape(rows * length, -1) > 0.5
+        drawer = mode_drawer(self.num_pitches)
+        drawer.begin(rows * length, articulation=self.articulation)
         play, _ = self.note_axis.scan(
             features.reshape(rows * length, width),
             previous,
-            ModeDrawer(),
+            drawer,
             direct=direct.reshape(rows * length, -1),
         )
         return play.reshape(rows, length, -1).to(batch.inputs.device)
