@@ -260,3 +260,26 @@ def short_summary(
         named, dataset, steps_per_beat=steps_per_beat, split=split, split_seed=split_seed
     )
     return comparison.short_line()
+
+
+def training_data_of(meta: dict, *, data_dir=None) -> Dataset | None:
+    """The data set a checkpoint's ``meta`` names (``data_spec``, read with its
+    ``steps_per_beat``, ``split_seed``, percussion and octave settings, as training read it);
+    None when the meta names none (a shipped or hand-made model).
+
+    Raises:
+        DataError: the data named cannot be found or read.
+    """
+    from tuneforge.data.dataset import load_dataset
+
+    spec = meta.get("data_spec")
+    if not spec:
+        return None
+    return load_dataset(
+        spec,
+        data_dir=data_dir,
+        steps_per_beat=int(meta.get("steps_per_beat", 4)),
+        split_seed=int(meta.get("split_seed", 0)),
+        keep_percussion=bool(meta.get("keep_percussion", False)),
+        fold_octaves=bool(meta.get("fold_octaves", False)),
+    )
