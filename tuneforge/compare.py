@@ -316,7 +316,6 @@ def _score_and_sample(settings, entry, trained, dataset, out_dir: Path, device: 
         [NamedRoll(piece.midi_path.name, piece.roll, piece.onsets)],
         dataset,
         steps_per_beat=int(dataset.steps_per_beat),
-        split_seed=settings.split_seed,
     )
     history = trained.history
     return EntryResult(

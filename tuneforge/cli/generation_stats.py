@@ -25,10 +25,5 @@ def generation_stats_line(pieces: Sequence, generator) -> str:
     if dataset is None:
         alone = short_summary(named, None, steps_per_beat=spb)
         return f"stats: model {generator.name} records no training data; {alone}"
-    line = short_summary(
-        named,
-        dataset,
-        steps_per_beat=spb,
-        split_seed=int(generator.meta.get("split_seed", 0)),
-    )
+    line = short_summary(named, dataset, steps_per_beat=spb)
     return f"stats: {line}"
