@@ -239,3 +239,27 @@ def test_compare_from_the_command_line_names_its_protocol(tmp_path, tiny):
     assert again.exit_code == 0 and again.output.count("done before, not retrained") == 2
     other = runner.invoke(app, [*command[:-2], "--epochs", "2", "--out", str(out)])
     assert other.exit_code == 1 and "train.epochs was 1, now 2" in other.output
+
+
+def test_the_live_view_draws_the_whole_bake_off(tmp_path, tiny):
+    import io
+
+    from rich.console import Console
+
+    from tuneforge.cli.compare_cmd import ProgressView, leaderboard_table
+
+    data, dataset = tiny
+    settings = tiny_settings(
+        data, cells=("gru",), train=replace(tiny_settings(data).train, epochs=1)
+    )
+    screen = io.StringIO()
+    view = ProgressView(Console(file=screen, force_terminal=True, width=120))
+    try:
+        report = run_compare(settings, entries_for(dataset)[1:2], dataset, tmp_path, callbacks=view)
+    finally:
+        view.stop()
+    drawn = screen.getvalue()
+    assert "entries" in drawn and "epoch" in drawn and "sequence/gru: valid NLL" in drawn
+    table = io.StringIO()
+    Console(file=table, width=150).print(leaderboard_table(report))
+    assert "protocol tcn" in table.getvalue() and "sequence/gru" in table.getvalue()
