@@ -216,6 +216,7 @@ def run_compare(
     ``last`` checkpoint. Ctrl-C raises :class:`tuneforge.train.TrainingInterrupted` (the folder
     stays resumable). Raises ConfigError when ``out_dir`` holds a compare of other settings.
     """
+    from tuneforge.models.registry import build_model
     from tuneforge.train import train
 
     check_protocol(settings.protocol)
@@ -242,8 +243,6 @@ def run_compare(
             continue
         resumed = (run_dir / "last.json").is_file()
         callbacks.on_entry_start(index, len(entries), entry, resumed)
-        from tuneforge.models.registry import build_model
-
         config = _entry_train_config(settings.train, entry.overrides)
         trained = train(
             config,
