@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tuneforge.compare_report import write_report
 from tuneforge.errors import ConfigError
 from tuneforge.evaluate import PROTOCOLS, check_protocol
 from tuneforge.train_config import TrainConfig
@@ -337,55 +338,6 @@ def _score_and_sample(settings, entry, trained, dataset, out_dir: Path, device: 
     )
 
 
-def leaderboard_rows(report: CompareReport) -> list[dict[str, str]]:
-    """The leaderboard as text cells, best validation NLL first (for tables and Markdown)."""
-    rows = []
-    for rank, result in enumerate(report.ranked, start=1):
-        rows.append(
-            {
-                "rank": str(rank),
-                "entry": result.label,
-                "overrides": ", ".join(f"{k}={v}" for k, v in result.overrides.items()) or "-",
-                "valid NLL": _format(result.valid_nll),
-                "test NLL": _format(result.test_nll),
-                "frame acc.": _format(result.test_accuracy, 3),
-                "parameters": f"{result.parameters:,}",
-                "epochs": f"{result.epochs} ({result.stopped})",
-                "s/epoch": f"{result.seconds_per_epoch:.1f}",
-                "frames/s": f"{result.frames_per_s:,.0f}",
-            }
-        )
-    return rows
-
-
-def write_report(report: CompareReport, out_dir: Path) -> None:
-    """Write ``report.json`` and ``report.md`` into ``out_dir``."""
-    (out_dir / "report.json").write_text(
-        json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8"
-    )
-    settings = report.settings
-    rows = leaderboard_rows(report)
-    lines = [
-        f"# compare {settings.data}: {len(report.results)}/{report.total} entries",
-        "",
-        f"Protocol `{settings.protocol}`: {PROTOCOLS[settings.protocol]}. Budget "
-        f"{settings.params:,} parameters; {settings.train.epochs} epochs at most"
-        + (f", {settings.train.time_budget_s:g} s each" if settings.train.time_budget_s else "")
-        + f"; optimizer {settings.train.optimizer}, lr {settings.train.lr:g}, window "
-        f"{settings.train.window_steps} steps, batch {settings.train.batch_size}, seed "
-        f"{settings.train.seed}. Ranked by valid NLL; frame accuracy on test.",
-        "",
-    ]
-    if rows:
-        header = list(rows[0])
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * len(header))
-        lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
-        lines += ["", "## Samples", ""]
-        lines += [f"- {r.label}: `{r.sample_midi}`: {r.stats_line}" for r in report.ranked]
-    (out_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 def _differences(saved: Any, wanted: Any, path: str = "") -> list[str]:
     if isinstance(saved, dict) and isinstance(wanted, dict):
         found = []
@@ -395,10 +347,6 @@ def _differences(saved: Any, wanted: Any, path: str = "") -> list[str]:
     if saved != wanted:
         return [f"{path.rstrip('.')} was {saved!r}, now {wanted!r}"]
     return []
-
-
-def _format(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _number(value: Any) -> float:

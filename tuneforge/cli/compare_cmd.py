@@ -225,7 +225,7 @@ def build_entries(
 
 def leaderboard_table(report) -> Table:
     """The leaderboard as a rich table, best validation NLL first, with its protocol."""
-    from tuneforge.compare import leaderboard_rows
+    from tuneforge.compare_report import leaderboard_rows
 
     settings = report.settings
     table = Table(
