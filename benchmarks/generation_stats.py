@@ -24,11 +24,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tuneforge.data.comparison import NamedRoll, compare_to_dataset, format_bars
+from tuneforge.data.comparison import (
+    NamedRoll,
+    compare_to_dataset,
+    format_bars,
+    measure,
+    split_named,
+)
 from tuneforge.data.dataset import load_dataset
 from tuneforge.data.memorization import MemorizationSummary
 from tuneforge.music.midi import read_midi
-from tuneforge.music.stats import PieceStats, aggregate_stats, piece_stats
+from tuneforge.music.stats import PieceStats, aggregate_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "generation_stats.json"
@@ -108,7 +114,6 @@ def main() -> None:
 
     spb = load_generator(args.model).steps_per_beat
     dataset = load_dataset(args.data, steps_per_beat=spb)
-    held_out = dataset.splits()[args.split]
     rows = []
     for temp in [float(t) for t in args.temps.split(",")]:
         with tempfile.TemporaryDirectory() as out:
@@ -117,7 +122,8 @@ def main() -> None:
             pieces, dataset, steps_per_beat=spb, split=args.split, calibration_split=args.split
         )
         if not rows:  # the data row, once: the calibration is the same for every temperature
-            reference = aggregate_stats(piece_stats(r, steps_per_beat=spb) for r in held_out)
+            held_out_pieces = measure(split_named(dataset, args.split), spb)
+            reference = aggregate_stats(r.stats for r in held_out_pieces)
             calibration = comparison.calibration
             rows.append(row(f"{dataset.name} ({args.split}, held out)", reference, calibration))
         rows.append(row(f"generated, T={temp:g}", comparison.total, comparison.memorization))

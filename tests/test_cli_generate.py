@@ -177,3 +177,31 @@ def test_pieces_from_a_run_folder_are_named_after_the_run(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert [m.name for m in out.glob("*.mid")] == ["tuneforge-folk-lstm-best-s1-01.mid"]
+
+
+def test_generate_stats_prints_one_line_against_the_training_data(tmp_path):
+    from tests.test_cli_train import write_tiny_mat
+    from tests.tiny_models import tiny_model
+    from tuneforge.checkpoint import save_checkpoint
+
+    data = write_tiny_mat(tmp_path / "tiny.mat")
+    meta = {"steps_per_beat": 1, "data_spec": str(data), "split_seed": 0}
+    save_checkpoint(tmp_path / "model", tiny_model(), meta=meta)
+    args = ["generate", "--model", str(tmp_path / "model"), "--steps", "24", "--seed", "3"]
+    result = _run(*args, "--num", "2", "--stats", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("stats: ")]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("stats: 2 pieces: polyphony")
+    assert "gaps vs tiny (all)" in lines[0] and "copied from train: longest run" in lines[0]
+    assert "valid vs train" in lines[0]  # the calibration beside it
+    plain = _run(*args, "--out", str(tmp_path / "plain"))
+    assert plain.exit_code == 0 and "stats: " not in plain.output
+
+
+def test_generate_stats_says_when_the_model_records_no_data(shipped, tmp_path):
+    result = _run("generate", "--steps", "16", "--seed", "1", "--stats", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("stats: "))
+    assert "model default records no training data; 1 pieces: polyphony" in line
+    assert "copied from train" not in line

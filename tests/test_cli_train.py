@@ -75,6 +75,10 @@ def test_train_then_evaluate_a_benchmark_file(tmp_path):
     )
     table = runner.invoke(app, ["evaluate", str(out / "last.safetensors"), str(data)])
     assert table.exit_code == 0 and "frame accuracy" in table.output
+    assert "protocol tcn" in table.output
+    windows = runner.invoke(app, ["evaluate", str(out), str(data), "--protocol", "rru"])
+    assert windows.exit_code == 0, windows.output
+    assert "protocol rru" in windows.output and "windows" in windows.output
 
 
 def test_params_picks_the_hidden_size_and_quiet_prints_one_line(tmp_path):

@@ -124,3 +124,29 @@ def test_bad_arguments_are_refused():
         CorpusIndex([], steps_per_bar=0)
     with pytest.raises(ValueError, match="names"):
         CorpusIndex([np.zeros((4, 88), np.uint8)], ["a", "b"], steps_per_bar=4)
+
+
+def test_a_query_with_its_meter_is_cut_into_its_own_bars():
+    rng = np.random.default_rng(13)
+    corpus = [dense_roll(rng, 30)]
+    # 4/4 for one bar, then 3/4, at one step per beat: bars [0,4) [4,7) [7,10) [10,13) ...
+    meter = [(0, 4, 4), (4, 3, 4)]
+    query = np.concatenate([dense_roll(rng, 7), corpus[0][5:14], dense_roll(rng, 2)])  # 18 steps
+    index = CorpusIndex(corpus, steps_per_bar=3)
+    result = index.query(query, time_signatures=meter, steps_per_beat=1)
+    # Full bars: [0,4) and five of 3 steps up to 19 > 18, so [16,19) is cut off: 1 + 4 bars.
+    assert result.bars == 5
+    # The copy covers steps 7..15 (9 frames): bars [7,10) [10,13) [13,16) are copied whole.
+    assert result.copied_bars == 3
+    run = result.longest
+    assert run.query_start_step <= 7 and run.length_steps >= 9
+    assert run.steps_per_bar == 3 and run.query_bar == 3  # counted in the query's own bars
+    # Without a meter the same query is cut every 3 steps from its start.
+    plain = index.query(query)
+    assert plain.bars == 6 and plain.longest.query_bar == run.query_start_step // 3 + 1
+
+
+def test_a_bar_shorter_than_the_window_is_refused():
+    index = CorpusIndex([np.ones((8, 88), np.uint8)], steps_per_bar=4)
+    with pytest.raises(ValueError, match="shorter than the index window"):
+        index.query(np.ones((8, 88), np.uint8), time_signatures=[(0, 2, 4)], steps_per_beat=1)

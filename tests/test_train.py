@@ -229,3 +229,14 @@ def test_hidden_size_for_budget_is_the_largest_that_fits(cell, budget):
 def test_an_impossible_budget_is_a_config_error():
     with pytest.raises(ConfigError, match="--params"):
         hidden_size_for_budget("lstm", 100)
+
+
+def test_a_time_budget_stops_at_the_first_epoch_boundary_past_it(tmp_path):
+    result = fit(tiny_config(epochs=5, time_budget_s=1e-9), tiny_dataset(), run_dir=tmp_path)
+    # The budget is checked before each epoch: the first runs, the second finds it spent.
+    assert len(result.history) == 1 and result.stopped == "time budget"
+    assert result.test_nll is not None and (tmp_path / "best.json").is_file()
+    unlimited = fit(tiny_config(epochs=2), tiny_dataset(), run_dir=tmp_path / "unlimited")
+    assert unlimited.stopped == "epochs" and len(unlimited.history) == 2
+    with pytest.raises(ConfigError, match="time budget"):
+        fit(tiny_config(time_budget_s=-1.0), tiny_dataset(), run_dir=tmp_path / "bad")

@@ -9,7 +9,13 @@ count (frame-weighted). Only the play bits count; a model with articulation repo
 its re-struck bits apart. Frame accuracy (Bay et al. 2009) is TP / (TP + FP + FN) summed over
 all predicted frames, for the model's most likely frame: each pitch above probability 1/2 for
 independent outputs; for a note axis the greedy scan, each pitch on when likelier than not given
-the predictions below it (for independent outputs the two coincide)."""
+the predictions below it (for independent outputs the two coincide).
+
+A second protocol, ``rru`` (the RRU benchmark's, seed 003, code LUMII-Syslab/RRU), is
+:func:`score_windows`: each piece's silent frames are dropped, what is left is cut into windows
+of 200 frames, each window is scored from a fresh state (its first frame is not predicted), and
+the score is the mean over windows of each window's mean per-frame NLL (window-weighted).
+``docs/protocols.md`` sets the two side by side."""
 
 from __future__ import annotations
 
@@ -24,6 +30,20 @@ from tuneforge.errors import ConfigError, DataError
 from tuneforge.models.frames import FrameBatch
 
 SCORED_FRAMES = "frames 2..T of each whole piece (frame 1 is never predicted)"
+RRU_WINDOW_STEPS = 200  # the window of the RRU benchmark's music code
+PROTOCOLS = {
+    "tcn": "whole pieces, frames 2..T, frame-weighted (the TCN benchmark)",
+    "rru": f"silent frames dropped, windows of {RRU_WINDOW_STEPS} from a fresh state, frames "
+    "2..W of each, window-weighted (the RRU benchmark)",
+}
+DEFAULT_PROTOCOL = "tcn"
+
+
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of :data:`PROTOCOLS`, else ConfigError naming them."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return protocol
 
 
 @dataclass
@@ -175,6 +195,85 @@ def score_rolls(
     return scores
 
 
+@dataclass
+class WindowScores:
+    """Scores of the ``rru`` protocol: frame sums as :class:`FrameScores` (accuracy, frames)
+    plus the sum over windows of each window's mean per-frame NLL."""
+
+    frame_scores: FrameScores
+    window_nll_sum: float = 0.0  # sum over windows of (window's NLL sum / its predicted frames)
+    windows: int = 0  # windows with at least one predicted frame
+
+    @property
+    def nll(self) -> float:
+        """Window-weighted NLL: the mean over windows of each window's per-frame NLL."""
+        return self.window_nll_sum / self.windows if self.windows else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        """Frame accuracy over every predicted frame of every window."""
+        return self.frame_scores.accuracy
+
+    @property
+    def frames(self) -> int:
+        """Predicted frames over all windows."""
+        return self.frame_scores.frames
+
+
+def rru_windows(
+    rolls: Sequence[np.ndarray], window_steps: int = RRU_WINDOW_STEPS
+) -> list[np.ndarray]:
+    """Each piece without its silent frames, cut into consecutive windows of ``window_steps``
+    (the last one of a piece shorter); windows of fewer than two frames predict nothing and
+    are left out."""
+    windows = []
+    for roll in rolls:
+        sounding = np.asarray(roll)[np.asarray(roll).any(axis=1)]
+        for start in range(0, len(sounding), window_steps):
+            window = sounding[start : start + window_steps]
+            if len(window) >= 2:
+                windows.append(window)
+    return windows
+
+
+@torch.no_grad()
+def score_windows(
+    model: torch.nn.Module,
+    rolls: Sequence[np.ndarray],
+    *,
+    window_steps: int = RRU_WINDOW_STEPS,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+) -> WindowScores:
+    """Score ``rolls`` by the ``rru`` protocol (see :data:`PROTOCOLS`): silent frames dropped,
+    windows of ``window_steps`` each from a fresh state, window-weighted mean NLL.
+
+    Dropping frames breaks the meter and the onsets of the file, so windows are read as rolls
+    alone (onsets implied by the roll, 4/4 from each window's first frame). The model runs in
+    eval mode and is left as it was found.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    windows = rru_windows(rolls, window_steps)
+    scores = WindowScores(FrameScores())
+    steps_per_beat = int(getattr(model.config, "steps_per_beat", 4))
+    try:
+        for start in range(0, len(windows), batch_size):
+            batch, mask = pieces_to_batch(
+                windows[start : start + batch_size], steps_per_beat=steps_per_beat
+            )
+            batch, mask = batch.to(device), mask.to(device)
+            log_lik, _ = model(batch)
+            per_window = -(log_lik.play.double() * mask).sum(dim=1)  # (B,)
+            scores.window_nll_sum += float((per_window / mask.sum(dim=1)).sum())
+            scores.windows += int(mask.shape[0])
+            add_scores(scores.frame_scores, model, batch, mask)
+    finally:
+        model.train(was_training)
+    return scores
+
+
 def score_frames(
     model: torch.nn.Module,
     roll: np.ndarray,
@@ -222,6 +321,8 @@ class EvaluationReport:
     pieces: int
     scored_frames: str  # which frames are scored, in words
     fingerprint_matches: bool | None  # None when the checkpoint recorded no fingerprint
+    protocol: str = DEFAULT_PROTOCOL  # a key of PROTOCOLS
+    windows: int | None = None  # windows scored (rru protocol only)
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -239,8 +340,10 @@ def evaluate_checkpoint(
     data_dir: Path | None = None,
     device: str = "auto",
     batch_size: int = 32,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> EvaluationReport:
-    """Load ``checkpoint`` and score it on ``split`` of ``data`` (folder, file or benchmark name).
+    """Load ``checkpoint`` and score it on ``split`` of ``data`` (folder, file or benchmark name)
+    by ``protocol`` (``tcn``: :func:`score_rolls`, ``rru``: :func:`score_windows`).
 
     The data are read with the checkpoint's settings (steps per beat, split seed, percussion and
     octave folding), so a checkpoint is scored on the pieces it was validated against.
@@ -251,6 +354,7 @@ def evaluate_checkpoint(
 
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    check_protocol(protocol)
     torch_device = choose_device(device)
     loaded = load_checkpoint(checkpoint, device=torch_device)
     steps_per_beat = int(loaded.meta.get("steps_per_beat", 4))
@@ -265,7 +369,9 @@ def evaluate_checkpoint(
     rolls = getattr(dataset, split)
     if not rolls:
         raise DataError(f"{dataset.name} has no pieces in its {split} split; pick another --split")
-    scores = score_rolls(loaded.model, rolls, device=torch_device, batch_size=batch_size)
+    scores, windows = score_split(
+        loaded.model, dataset, split, protocol=protocol, device=torch_device, batch_size=batch_size
+    )
     recorded = loaded.meta.get("data_fingerprint")
     return EvaluationReport(
         checkpoint=str(loaded.path),
@@ -275,6 +381,38 @@ def evaluate_checkpoint(
         frame_accuracy=scores.accuracy,
         frames=scores.frames,
         pieces=sum(1 for roll in rolls if len(roll) >= 2),
-        scored_frames=SCORED_FRAMES,
+        scored_frames=SCORED_FRAMES if protocol == "tcn" else PROTOCOLS[protocol],
         fingerprint_matches=None if recorded is None else recorded == dataset.fingerprint,
+        protocol=protocol,
+        windows=windows,
     )
+
+
+def score_split(
+    model: torch.nn.Module,
+    dataset,
+    split: str,
+    *,
+    protocol: str = DEFAULT_PROTOCOL,
+    device: torch.device | str = "cpu",
+    batch_size: int = 32,
+) -> tuple[FrameScores | WindowScores, int | None]:
+    """Score one split of ``dataset`` by ``protocol``; also the windows scored (None for
+    ``tcn``). The ``tcn`` protocol gives the model the pieces' onsets and meters."""
+    from tuneforge.data.dataset import split_pieces
+
+    check_protocol(protocol)
+    pieces = split_pieces(dataset, split)
+    if protocol == "rru":
+        scores = score_windows(model, pieces.rolls, device=device, batch_size=batch_size)
+        return scores, scores.windows
+    scored = score_rolls(
+        model,
+        pieces.rolls,
+        onsets=pieces.onsets,
+        bar_positions=pieces.bar_positions,
+        onsets_known=pieces.onsets_known,
+        device=device,
+        batch_size=batch_size,
+    )
+    return scored, None

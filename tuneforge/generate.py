@@ -34,6 +34,7 @@ class Generator:
     model_sha256: str
     steps_per_beat: int
     config: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # the checkpoint's (data_spec, ...)
 
 
 def load_generator(spec: str | None, *, device: str = "cpu") -> Generator:
@@ -52,6 +53,7 @@ def load_generator(spec: str | None, *, device: str = "cpu") -> Generator:
         model_sha256=checkpoint_hash(loaded.path),
         steps_per_beat=int(loaded.meta.get("steps_per_beat", 4)),
         config=loaded.config.to_dict(),
+        meta=dict(loaded.meta),
     )
 
 

@@ -190,8 +190,13 @@ def _train(
                 describe_model(model.config),
             )
         )
+    out_of_time = False
     for epoch in range(progress["epoch"], config.epochs):
         if progress["bad_epochs"] >= config.patience:
+            break
+        # Measured as the sum of the finished epochs' times, so a resumed run keeps its budget.
+        out_of_time = 0 < config.time_budget_s <= sum(h.epoch_s for h in history)
+        if out_of_time:
             break
         started = time.perf_counter()
         train_loss, grad_norm, frames = _run_epoch(
@@ -230,6 +235,8 @@ def _train(
             _plot(run_dir, history)
             callbacks.on_epoch(info)
     stopped = "early stopping" if progress["bad_epochs"] >= config.patience else "epochs"
+    if out_of_time:
+        stopped = "time budget"
 
     result = _finish(
         model, dataset, config, context, device, run_dir, history, progress, parameters, stopped

@@ -31,6 +31,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast on CUDA
     eval_batch_size: int = 32  # whole pieces per validation batch
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
+    time_budget_s: float = 0.0  # stop at the first epoch boundary past this much training; 0: none
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -53,6 +54,8 @@ class TrainConfig:
             raise ConfigError(
                 "--patience must be >= 1; --clip, --transpose and --threads must be >= 0"
             )
+        if not self.time_budget_s >= 0:
+            raise ConfigError(f"the time budget must be >= 0 s, got {self.time_budget_s}")
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -68,7 +68,7 @@ class TrainResult:
     test_accuracy: float | None
     test_frames: int
     parameters: int
-    stopped: str  # "epochs" or "early stopping"
+    stopped: str  # "epochs", "early stopping" or "time budget"
     seconds_per_epoch: float
 
 

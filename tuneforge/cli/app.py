@@ -30,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "tuneforge.cli.show_cmd",
     "tuneforge.cli.cells_cmd",
     "tuneforge.cli.stats_cmd",
+    "tuneforge.cli.compare_cmd",
 ]
 
 err_console = Console(stderr=True, highlight=False)

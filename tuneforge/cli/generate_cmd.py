@@ -90,6 +90,13 @@ def generate(
     soundfont: Annotated[
         Path | None, typer.Option(help="SoundFont for --render (default: system GM font).")
     ] = None,
+    stats: Annotated[
+        bool,
+        typer.Option(
+            help="Print the pieces' figures beside the model's training data, and how "
+            "much they copy from it (docs/stats.md)."
+        ),
+    ] = False,
 ) -> None:
     """Sample new pieces from a model and write them as MIDI files (with provenance)."""
     from tuneforge.generate import Request, load_generator, read_primer
@@ -159,6 +166,10 @@ def generate(
             f"{piece.roll.sum(axis=1).mean():.2f}",
         )
     console.print(table)
+    if stats:
+        from tuneforge.cli.generation_stats import generation_stats_line
+
+        console.print(generation_stats_line(pieces, generator), soft_wrap=True)
 
 
 def _live_player(where, steps_per_beat, tempo_bpm, program, generator):

@@ -227,7 +227,6 @@ def stats(
         dataset,
         steps_per_beat=steps_per_beat,
         split=split.value,
-        split_seed=split_seed,
     )
     if as_json:
         document = {"files": read.report.to_dict(), **comparison.to_dict()}

@@ -66,6 +66,22 @@ class DeviceChoice(str, Enum):
     mps = "mps"
 
 
+class ProtocolChoice(str, Enum):
+    """How NLL is scored (docs/protocols.md)."""
+
+    tcn = "tcn"
+    rru = "rru"
+
+
+ProtocolOption = Annotated[
+    ProtocolChoice,
+    typer.Option(
+        help="Scoring protocol: tcn (whole pieces, frames 2..T, frame-weighted) or rru "
+        "(silent frames dropped, windows of 200, window-weighted); see docs/protocols.md."
+    ),
+]
+
+
 class SplitChoice(str, Enum):
     """A split of a data set."""
 
@@ -304,6 +320,7 @@ def evaluate_command(
     data_dir: DataDirOption = None,
     device: Annotated[DeviceChoice, typer.Option(help="Device.")] = DeviceChoice.auto,
     batch_size: Annotated[int, typer.Option(help="Whole pieces per batch.")] = 32,
+    protocol: ProtocolOption = ProtocolChoice.tcn,
 ) -> None:
     """Score a checkpoint on DATA: per-frame NLL (nats), frame accuracy and frame count."""
     from tuneforge.evaluate import evaluate_checkpoint
@@ -315,19 +332,26 @@ def evaluate_command(
         data_dir=data_dir,
         device=device.value,
         batch_size=batch_size,
+        protocol=protocol.value,
     )
     console = Console(highlight=False)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
     table = Table(
-        title=f"evaluate {report.dataset} ({report.split})", show_header=False, title_justify="left"
+        title=f"evaluate {report.dataset} ({report.split}, protocol {report.protocol})",
+        show_header=False,
+        title_justify="left",
     )
     table.add_column(style="bold")
     table.add_column()
+    table.add_row("protocol", report.protocol)
     table.add_row("NLL (nats per frame)", f"{report.nll:.4f}")
     table.add_row("frame accuracy", f"{report.frame_accuracy:.4f}")
-    table.add_row("frames scored", f"{report.frames:,} in {report.pieces:,} pieces")
+    scored = f"{report.frames:,} in {report.pieces:,} pieces"
+    if report.windows is not None:
+        scored += f" ({report.windows:,} windows)"
+    table.add_row("frames scored", scored)
     table.add_row("which frames", report.scored_frames)
     table.add_row("checkpoint", report.checkpoint)
     if report.fingerprint_matches is False:

@@ -13,20 +13,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tuneforge.data.dataset import Dataset, split_indices
+from tuneforge.data.dataset import Dataset
 from tuneforge.data.memorization import (
     CorpusIndex,
     Memorization,
     MemorizationSummary,
-    calibrate,
     summarize,
 )
-from tuneforge.data.report import USED
 from tuneforge.errors import ConfigError
+from tuneforge.music.meter import bar_starts, step_in_bar
 from tuneforge.music.stats import PieceStats, aggregate_stats, piece_stats, relative_gaps
 
 SPLITS = ("train", "valid", "test", "all")
-BEATS_PER_BAR = 4  # the memorization meter cuts bars of 4/4: the dataset carries no meter yet
 
 
 @dataclass(frozen=True)
@@ -141,38 +139,45 @@ def _without_nan(value):
     return value
 
 
-def dataset_piece_names(
-    dataset: Dataset,
-    *,
-    split_seed: int = 0,
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-) -> dict[str, list[str]]:
-    """The name of every piece of each split: the file path for a MIDI folder (the split
-    redone with the seed and fractions the dataset was loaded with), ``"train #12"`` for a
-    benchmark set, which has no file names."""
-    names = {
+def dataset_piece_names(dataset: Dataset) -> dict[str, list[str]]:
+    """The name of every piece of each split: the file a MIDI folder's piece came from (as
+    the data set carries them), ``"train #12"`` for a benchmark set, which has no file names."""
+    if dataset.names is not None:
+        return {split: list(dataset.names[split]) for split in dataset.splits()}
+    return {
         split: [f"{split} #{i + 1}" for i in range(len(rolls))]
         for split, rolls in dataset.splits().items()
     }
-    if dataset.report is None:
-        return names
-    used = [f.path for f in dataset.report.files if f.outcome == USED]  # folder order
-    indices = split_indices(len(used), seed=split_seed, fractions=split_fractions)
-    if [len(i) for i in indices] != [len(r) for r in dataset.splits().values()]:
-        return names  # loaded with other split settings: numbered names rather than wrong ones
-    return {
-        split: [used[i] for i in split_indices_]
-        for split, split_indices_ in zip(("train", "valid", "test"), indices, strict=True)
-    }
 
 
-def split_rolls(dataset: Dataset, split: str) -> list[np.ndarray]:
-    """The rolls of one split, or of all three for ``"all"``."""
+def split_named(dataset: Dataset, split: str) -> list[NamedRoll]:
+    """The pieces of one split (or of all three for ``"all"``) with their names, and the
+    onsets and time signatures a MIDI folder carries."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if split == "all":
-        return [*dataset.train, *dataset.valid, *dataset.test]
-    return dataset.splits()[split]
+    chosen = ("train", "valid", "test") if split == "all" else (split,)
+    names = dataset_piece_names(dataset)
+    pieces = []
+    for name in chosen:
+        rolls = dataset.splits()[name]
+        onsets = dataset.onsets[name] if dataset.onsets else [None] * len(rolls)
+        meters = dataset.time_signatures[name] if dataset.time_signatures else [()] * len(rolls)
+        for roll, title, struck, meter in zip(rolls, names[name], onsets, meters, strict=True):
+            pieces.append(NamedRoll(title, roll, struck, tuple(tuple(m) for m in meter)))
+    return pieces
+
+
+def shortest_bar_steps(pieces: Sequence[NamedRoll], steps_per_beat: int) -> int:
+    """Steps of the shortest full bar of any piece by its meter (4/4 without one): the
+    window of a memorization index that every piece's bars can be looked up in."""
+    shortest = 4 * steps_per_beat
+    for piece in pieces:
+        if not piece.time_signatures:
+            continue
+        starts = bar_starts(step_in_bar(len(piece.roll), steps_per_beat, piece.time_signatures))
+        if len(starts) > 1:
+            shortest = min(shortest, int(np.diff(starts).min()))
+    return max(1, shortest)
 
 
 def measure(pieces: Sequence[NamedRoll], steps_per_beat: int) -> list[PieceResult]:
@@ -194,13 +199,14 @@ def compare_to_dataset(
     *,
     steps_per_beat: int,
     split: str = "all",
-    split_seed: int = 0,
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     calibration_split: str | None = None,
 ) -> Comparison:
     """Measure ``pieces``; with a data set, also its ``split`` (rolls only: onsets derived,
     4/4), the gaps, and the memorization meter of every piece against its training split,
     calibrated by ``calibration_split`` (default: valid, or test when valid is empty).
+
+    The data's pieces come with their onsets and time signatures where the data set carries
+    them (MIDI folders), and every piece's bars follow its own meter.
 
     Raises:
         ValueError: no pieces.
@@ -218,18 +224,24 @@ def compare_to_dataset(
             f"{dataset.steps_per_beat}; read the pieces with --steps-per-beat "
             f"{dataset.steps_per_beat}"
         )
-    reference_rolls = split_rolls(dataset, split)
     reference = aggregate_stats(
-        [piece_stats(r, steps_per_beat=steps_per_beat) for r in reference_rolls]
+        [r.stats for r in measure(split_named(dataset, split), steps_per_beat)]
         or [piece_stats(np.zeros((0, 88), np.uint8), steps_per_beat=steps_per_beat)]
     )
-    names = dataset_piece_names(dataset, split_seed=split_seed, split_fractions=split_fractions)
-    index = CorpusIndex(dataset.train, names["train"], steps_per_bar=BEATS_PER_BAR * steps_per_beat)
-    results = [
-        PieceResult(r.name, r.stats, index.query(p.roll))
-        for r, p in zip(results, pieces, strict=True)
-    ]
+    train = split_named(dataset, "train")
     held_out = calibration_split or ("valid" if dataset.valid else "test")
+    calibration_pieces = split_named(dataset, held_out)
+    window = shortest_bar_steps([*pieces, *train, *calibration_pieces], steps_per_beat)
+    index = CorpusIndex([p.roll for p in train], [p.name for p in train], steps_per_bar=window)
+
+    def copies(piece: NamedRoll) -> Memorization:
+        return index.query(
+            piece.roll, time_signatures=piece.time_signatures, steps_per_beat=steps_per_beat
+        )
+
+    results = [
+        PieceResult(r.name, r.stats, copies(p)) for r, p in zip(results, pieces, strict=True)
+    ]
     return Comparison(
         pieces=results,
         total=total,
@@ -237,7 +249,7 @@ def compare_to_dataset(
         reference_label=f"{dataset.name} ({split})",
         gaps=relative_gaps(total, reference),
         memorization=summarize(r.memorization for r in results),
-        calibration=calibrate(index, dataset.splits()[held_out]),
+        calibration=summarize(copies(p) for p in calibration_pieces),
         calibration_split=held_out,
     )
 
@@ -248,7 +260,6 @@ def short_summary(
     *,
     steps_per_beat: int,
     split: str = "all",
-    split_seed: int = 0,
 ) -> str:
     """:meth:`Comparison.short_line` of ``pieces`` (rolls, or :class:`NamedRoll` with their
     onsets and time signatures) against ``dataset`` (None: the pieces' figures only)."""
@@ -256,7 +267,28 @@ def short_summary(
         p if isinstance(p, NamedRoll) else NamedRoll(f"piece {i + 1}", p)
         for i, p in enumerate(pieces)
     ]
-    comparison = compare_to_dataset(
-        named, dataset, steps_per_beat=steps_per_beat, split=split, split_seed=split_seed
-    )
+    comparison = compare_to_dataset(named, dataset, steps_per_beat=steps_per_beat, split=split)
     return comparison.short_line()
+
+
+def training_data_of(meta: dict, *, data_dir=None) -> Dataset | None:
+    """The data set a checkpoint's ``meta`` names (``data_spec``, read with its
+    ``steps_per_beat``, ``split_seed``, percussion and octave settings, as training read it);
+    None when the meta names none (a shipped or hand-made model).
+
+    Raises:
+        DataError: the data named cannot be found or read.
+    """
+    from tuneforge.data.dataset import load_dataset
+
+    spec = meta.get("data_spec")
+    if not spec:
+        return None
+    return load_dataset(
+        spec,
+        data_dir=data_dir,
+        steps_per_beat=int(meta.get("steps_per_beat", 4)),
+        split_seed=int(meta.get("split_seed", 0)),
+        keep_percussion=bool(meta.get("keep_percussion", False)),
+        fold_octaves=bool(meta.get("fold_octaves", False)),
+    )

@@ -9,8 +9,10 @@ O((N + Q) log N + hits) for a corpus of N frames and a query of Q, never by comp
 pair of positions.
 
 Windows made only of silent frames are not indexed: a run must hold at least one note, so
-silence copied from silence never counts. A run shorter than one bar is not found (0 bars).
-Bars are ``steps_per_bar`` steps, 4/4 unless told otherwise.
+silence copied from silence never counts. A run shorter than the window is not found (0 bars).
+The window is ``steps_per_bar`` steps (a 4/4 bar unless told otherwise); a query given its time
+signatures is cut into its own bars (which must be at least a window long, so pick the window
+as the shortest bar of the pieces involved), and its runs are counted in the bar they start in.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class CopiedRun:
     corpus_piece: int  # index into the corpus
     corpus_name: str
     corpus_start_step: int
+    query_bar_number: int = 0  # the query's bar the run starts in, from 1 (0: by steps_per_bar)
 
     @property
     def length_bars(self) -> float:
@@ -106,7 +109,7 @@ class CopiedRun:
     @property
     def query_bar(self) -> int:
         """The bar of the query where the run starts, counted from 1."""
-        return self.query_start_step // self.steps_per_bar + 1
+        return self.query_bar_number or self.query_start_step // self.steps_per_bar + 1
 
     @property
     def corpus_bar(self) -> int:
@@ -199,26 +202,45 @@ class CorpusIndex:
         """Frames in the corpus."""
         return int(self._frames.size)
 
-    def query(self, roll: np.ndarray) -> Memorization:
+    def query(
+        self,
+        roll: np.ndarray,
+        *,
+        time_signatures: Sequence[tuple[int, int, int]] | None = None,
+        steps_per_beat: int | None = None,
+    ) -> Memorization:
         """The longest run of ``roll`` found verbatim in the corpus, and the share of its bars
         (bar-aligned in the query, anywhere in the corpus) found verbatim.
+
+        Without ``time_signatures`` the query's bars are windows of ``steps_per_bar`` from its
+        first step; with them (``(step, num, den)`` events, none: 4/4, and ``steps_per_beat``)
+        its bars follow its meter, and a longest run is measured in the bar it starts in.
 
         Shape:
             roll: (T, 88).
         """
         bar = self.steps_per_bar
+        roll = np.asarray(roll)
         hashes = frame_hashes(roll)  # (T,)
         windows = window_hashes(hashes, bar)  # (W,)
-        sounding = _sounding_windows(np.asarray(roll), bar)
+        sounding = _sounding_windows(roll, bar)
         left = np.searchsorted(self._keys, windows, side="left")
         right = np.searchsorted(self._keys, windows, side="right")
         counts = np.where(sounding, right - left, 0)
 
-        bar_starts = np.arange(0, len(windows), bar)  # full bars only: windows that fit
-        bars = int(sounding[bar_starts].sum())
-        copied = int((counts[bar_starts] > 0).sum())
+        metered = time_signatures is not None
+        if metered:
+            if steps_per_beat is None:
+                raise ValueError("a query with time signatures needs steps_per_beat")
+            bounds = _bar_bounds(len(roll), steps_per_beat, time_signatures, bar)
+        else:
+            starts = np.arange(0, len(windows), bar)  # full bars only: windows that fit
+            bounds = np.stack([starts, starts + bar], axis=1)
+        notes = np.concatenate([[0], np.cumsum(roll.any(axis=1), dtype=np.int64)])
+        with_notes = bounds[notes[bounds[:, 1]] - notes[bounds[:, 0]] > 0]  # (bars, 2)
+        bars = len(with_notes)
         if not counts.any():
-            return Memorization(None, bars, copied)
+            return Memorization(None, bars, 0)
 
         # Every (query start, corpus start) seed, then the runs of seeds along each diagonal.
         query_starts = np.repeat(np.arange(len(windows)), counts)
@@ -241,16 +263,27 @@ class CorpusIndex:
         c0 = corpus_starts[new_run]
         length = run_windows + bar - 1
         q0, c0, length = self._extend(hashes, q0, c0, length)
+        # A bar is copied when one (maximal) run covers it whole: every verbatim occurrence
+        # of a bar with a note holds a seed window, so its run is among these.
+        covered = (q0[None] <= with_notes[:, :1]) & (q0[None] + length[None] >= with_notes[:, 1:])
+        copied = int(covered.any(axis=1).sum())
 
         best = np.lexsort((c0, q0, -length))[0]
         piece = int(np.searchsorted(self._starts, c0[best], side="right") - 1)
+        steps_per_bar, bar_number = bar, 0
+        if metered:
+            bar_number = int(np.searchsorted(bounds[:, 0], q0[best], side="right"))
+            if bar_number:  # a run that starts past the last full bar keeps the window
+                start, end = bounds[bar_number - 1]
+                steps_per_bar = int(end - start)
         longest = CopiedRun(
             length_steps=int(length[best]),
-            steps_per_bar=bar,
+            steps_per_bar=steps_per_bar,
             query_start_step=int(q0[best]),
             corpus_piece=piece,
             corpus_name=self.names[piece],
             corpus_start_step=int(c0[best] - self._starts[piece]),
+            query_bar_number=bar_number,
         )
         return Memorization(longest, bars, copied)
 
@@ -279,6 +312,26 @@ class CorpusIndex:
             active = active[ok]
             length[active] += 1
         return q0, c0, length
+
+
+def _bar_bounds(
+    length_steps: int, steps_per_beat: int, time_signatures, window_steps: int
+) -> np.ndarray:
+    """``(start, end)`` of every full bar of a piece by its meter (one the piece does not end
+    inside). Shape: (bars, 2) int64."""
+    from tuneforge.music.meter import bar_starts, step_in_bar
+
+    longest_bar = 32 * steps_per_beat  # past any bar of a real meter: finds where the last ends
+    positions = step_in_bar(length_steps + longest_bar, steps_per_beat, time_signatures)
+    starts = bar_starts(positions)
+    bounds = np.stack([starts[:-1], starts[1:]], axis=1).astype(np.int64)
+    bounds = bounds[bounds[:, 1] <= length_steps]
+    if (bounds[:, 1] - bounds[:, 0] < window_steps).any():
+        raise ValueError(
+            f"a bar of the query is shorter than the index window ({window_steps} steps); "
+            "build the index with the shortest bar as steps_per_bar"
+        )
+    return bounds
 
 
 @dataclass(frozen=True)
