@@ -218,3 +218,62 @@ def test_training_on_a_folder_names_the_files_it_could_not_use(tmp_path, monkeyp
     evaluated = runner.invoke(app, ["evaluate", str(tmp_path / "run2"), str(folder), "--json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["fingerprint_matches"] is True  # read as trained
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--model", "nade"], "unknown model 'nade'; choose one of: sequence, biaxial"),
+        (["--model", "biaxial", "--head", "note-axis"], "takes no --head; its options:"),
+        (["--window-semitones", "6"], "the sequence model takes no --window-semitones"),
+        (["--head", "nade"], "unknown head 'nade'"),
+        (["--cell-option", "rounds=3"], "cell 'lstm' has no option rounds; valid options:"),
+        (["--head", "note-axis", "--note-cell", "nope"], "unknown cell 'nope'"),
+        (["--articulation"], "articulation needs --head note-axis"),
+    ],
+)
+def test_bad_model_choices_fail_before_any_data_is_read(tmp_path, options, message):
+    result = runner.invoke(app, ["train", str(tmp_path / "absent"), *options])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "absent" not in result.output  # the data were never looked at
+
+
+@pytest.mark.parametrize("model", [["--head", "note-axis"], ["--model", "biaxial"]])
+def test_structured_models_train_evaluate_and_generate_from_the_command_line(tmp_path, model):
+    data = write_tiny_mat(tmp_path / "tiny.mat")
+    out = tmp_path / "run"
+    small = ["--note-hidden-size", "6", "--layers", "1"]
+    result = runner.invoke(
+        app, ["train", str(data), "--out", str(out), "--epochs", "1", *FAST, *small, *model]
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())["model_config"]
+    assert config["kind"] == ("biaxial" if "biaxial" in model else "sequence")
+    assert not config["articulation"]  # a benchmark file has no onsets
+    scored = runner.invoke(app, ["evaluate", str(out), str(data), "--json"])
+    assert scored.exit_code == 0, scored.output
+    report = json.loads(scored.output)
+    assert np.isfinite(report["nll"]) and 0 <= report["frame_accuracy"] <= 1
+    made = runner.invoke(app, ["generate", "--model", str(out), "--out", str(tmp_path / "gen")])
+    assert made.exit_code == 0, made.output
+    midi = next((tmp_path / "gen").glob("*.mid"))
+    again = runner.invoke(app, ["score", str(midi), "--model", str(out), "--json"])
+    sidecar = json.loads(midi.with_suffix(".json").read_text())
+    assert json.loads(again.output)["log_likelihood"] == pytest.approx(
+        sidecar["log_likelihood"], abs=1e-3
+    )
+
+
+def test_a_checkpoint_of_an_unknown_kind_is_a_one_line_error(tmp_path):
+    from tests.tiny_models import save_tiny
+
+    path = save_tiny(tmp_path, "odd")
+    document = json.loads(path.with_suffix(".json").read_text())
+    document["model_config"]["kind"] = "transformer"
+    path.with_suffix(".json").write_text(json.dumps(document))
+    result = runner.invoke(app, ["generate", "--model", str(path), "--out", str(tmp_path / "g")])
+    assert result.exit_code == 1
+    assert (
+        "model kind 'transformer' is unknown" in result.output
+        and "sequence, biaxial" in result.output
+    )
