@@ -282,3 +282,70 @@ def gru_backward(acts, hs, h0, grad_hs, grad_a, grad_u, grad_h0, u, one):  # pra
         for t in range(steps - 1, 0, -1):
             _gru_step_back(acts[b, t], hs[b, t - 1], grad_hs[b, t], grad_a[b, t], gu, gh, u, one)
         _gru_step_back(acts[b, 0], h0[b], grad_hs[b, 0], grad_a[b, 0], gu, gh, u, one)
+
+
+# The GRU of the full and gate-variant cells: the recurrent product stays with torch (oneDNN),
+# and each step's element-wise work is one call here instead of half a dozen torch ops. Arrays
+# are one step's (B, k) blocks; ``gh`` is ``W_hh h + b_hh`` in the gate order r, z, n.
+
+
+@njit(**_STEP)
+def _gru_gates_row(gi, gh, h_prev, act, h):  # pragma: no cover - compiled
+    n = h.shape[0]
+    gir, giz, gin = gi[:n], gi[n : 2 * n], gi[2 * n :]
+    ghr, ghz, ghn = gh[:n], gh[n : 2 * n], gh[2 * n :]
+    sr, sz, sn = act[:n], act[n : 2 * n], act[2 * n :]
+    for j in range(n):
+        sr[j] = sigmoid(gir[j] + ghr[j])
+    for j in range(n):
+        sz[j] = sigmoid(giz[j] + ghz[j])
+    for j in range(n):
+        sn[j] = tanh(gin[j] + sr[j] * ghn[j])
+    for j in range(n):
+        h[j] = sn[j] + sz[j] * (h_prev[j] - sn[j])
+
+
+@njit(**_STEP)
+def gru_step(gi, gh, h_prev, act, h):  # pragma: no cover - compiled
+    """One GRU step from its products: r, z, n into ``act`` (B, 3H), h' into ``h`` (B, H)."""
+    for b in range(h.shape[0]):
+        _gru_gates_row(gi[b], gh[b], h_prev[b], act[b], h[b])
+
+
+@njit(**_STEP)
+def _gru_back_row(act, gh_n, h_prev, grad_h_out, carry, grad_gh, grad_gi, z_carry, one):
+    # pragma: no cover - compiled
+    n = h_prev.shape[0]
+    sr, sz, sn = act[:n], act[n : 2 * n], act[2 * n :]
+    gg_r, gg_z, gg_n = grad_gh[:n], grad_gh[n : 2 * n], grad_gh[2 * n :]
+    g_n, g = grad_gi[2 * n :], z_carry  # z_carry holds dL/dh' until the last loop
+    for j in range(n):
+        g[j] = grad_h_out[j] + carry[j]
+    for j in range(n):
+        g_n[j] = g[j] * (one - sz[j]) * (one - sn[j] * sn[j])
+    for j in range(n):
+        gg_r[j] = g_n[j] * gh_n[j] * sr[j] * (one - sr[j])
+    for j in range(n):
+        gg_z[j] = g[j] * (h_prev[j] - sn[j]) * sz[j] * (one - sz[j])
+    for j in range(n):
+        gg_n[j] = g_n[j] * sr[j]
+    for j in range(n):
+        z_carry[j] = g[j] * sz[j]
+    for j in range(2 * n):
+        grad_gi[j] = grad_gh[j]
+
+
+@njit(**_STEP)
+def gru_step_back(act, gh_n, h_prev, grad_h_out, carry, grad_gh, grad_gi, z_carry, one):
+    # pragma: no cover - compiled
+    """Backward of :func:`gru_step` at one step.
+
+    ``grad_h_out`` is dL/dh' from outside, ``carry`` dL/dh' through the later steps; writes the
+    gradients of ``gh`` and ``gi`` (B, 3H), and ``z_carry`` = dL/dh' * z, the part of dL/dh that
+    does not pass through the recurrent product.
+    """
+    for b in range(h_prev.shape[0]):
+        _gru_back_row(
+            act[b], gh_n[b], h_prev[b], grad_h_out[b], carry[b], grad_gh[b], grad_gi[b],
+            z_carry[b], one,
+        )  # fmt: skip
