@@ -349,3 +349,62 @@ def gru_step_back(act, gh_n, h_prev, grad_h_out, carry, grad_gh, grad_gi, z_carr
             act[b], gh_n[b], h_prev[b], grad_h_out[b], carry[b], grad_gh[b], grad_gi[b],
             z_carry[b], one,
         )  # fmt: skip
+
+
+# RRU (see :mod:`.rru`): the per-step work around its two products, one call each. Arrays are
+# one step's (B, k) blocks.
+
+
+@njit(**_STEP)
+def _rru_norm_row(xp, jh, nrm, rms, act, mask, ds, eps):  # pragma: no cover - compiled
+    m = xp.shape[0]
+    for j in range(m):
+        nrm[j] = xp[j] + jh[j]
+    total = 0.0  # float64 whatever the dtype: a sum over hundreds of units
+    for j in range(m):
+        total += nrm[j] * nrm[j]
+    rms[0] = 1.0 / math.sqrt(total / m + eps)
+    r = rms[0]
+    zero = r - r
+    for j in range(m):
+        nrm[j] *= r
+    for j in range(m):
+        act[j] = nrm[j] if nrm[j] > zero else zero
+    for j in range(m):
+        ds[j] = act[j] * mask[j]
+
+
+@njit(**_STEP)
+def rru_norm_step(xp, jh, nrm, rms, act, mask, ds, eps):  # pragma: no cover - compiled
+    """v = xp + jh; N = v / sqrt(mean(v^2) + eps) into ``nrm``, the factor into ``rms``
+    (B, 1); ReLU(N) into ``act``, times ``mask`` into ``ds``."""
+    for b in range(xp.shape[0]):
+        _rru_norm_row(xp[b], jh[b], nrm[b], rms[b], act[b], mask[b], ds[b], eps)
+
+
+@njit(**_STEP)
+def rru_state_step(h, decay, rezero, c, c_out, h_out):  # pragma: no cover - compiled
+    """h' = decay h + rezero c into ``h_out``; ``c`` copied into ``c_out``."""
+    for b in range(h.shape[0]):
+        hb, cb, cob, hob = h[b], c[b], c_out[b], h_out[b]
+        for j in range(hb.shape[0]):
+            cob[j] = cb[j]
+        for j in range(hb.shape[0]):
+            hob[j] = hb[j] * decay[j] + rezero[j] * cb[j]
+
+
+@njit(**_STEP)
+def rru_norm_back(m, grad_ds, relu, nrm, rms, grad_pre):  # pragma: no cover - compiled
+    """g = (m + grad_ds) relu; through the RMS norm: (g - N mean(g N)) r into ``grad_pre``."""
+    width = nrm.shape[1]
+    for b in range(nrm.shape[0]):
+        mb, gdb, rb, nb, gpb = m[b], grad_ds[b], relu[b], nrm[b], grad_pre[b]
+        for j in range(width):
+            gpb[j] = (mb[j] + gdb[j]) * rb[j]
+        total = 0.0
+        for j in range(width):
+            total += gpb[j] * nb[j]
+        proj = total / width
+        r = rms[b, 0]
+        for j in range(width):
+            gpb[j] = (gpb[j] - nb[j] * proj) * r
