@@ -10,12 +10,13 @@ from tuneforge.cells import build_stack, jit
 M, N, B, T = 5, 11, 3, 9
 DIAGONAL = ["diag-rnn", "diag-lstm", "diag-gru"]
 # Cells whose CPU path has compiled parts, and the options they are tested with.
-COMPILED = [*DIAGONAL, "gru", "gru-v1", "gru-v2", "gru-v3", "rru", "rru-dropout"]
+COMPILED = [*DIAGONAL, "gru", "gru-v1", "gru-v2", "gru-v3", "rru", "rru-dropout", "mogrifier"]
 OPTIONS = {
+    "mogrifier": {"rounds": 3, "rank": 2},
     "rru": {"rru_dropout": 0.0, "output_size": 4},
     "rru-dropout": {"rru_dropout": 0.4, "output_size": 4},  # the same mask on both paths
 }
-TORCH_LOOP = {"gru", "gru-v1", "gru-v2", "gru-v3", "diag-gru", "rru", "rru-dropout"}
+TORCH_LOOP = {"gru", "gru-v1", "gru-v2", "gru-v3", "diag-gru", "rru", "rru-dropout", "mogrifier"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -408,3 +408,63 @@ def rru_norm_back(m, grad_ds, relu, nrm, rms, grad_pre):  # pragma: no cover - c
         r = rms[b, 0]
         for j in range(width):
             gpb[j] = (gpb[j] - nb[j] * proj) * r
+
+
+# The LSTM step of the Mogrifier (see :mod:`.mogrifier`) after its product: one call forward,
+# one backward, on one step's (B, k) blocks; ``pre`` and ``acts`` in torch's gate order.
+
+
+@njit(**_STEP)
+def _lstm_cell_row(pre, st, c_prev, ct, tct, ht):  # pragma: no cover - compiled
+    n = ht.shape[0]
+    pi, pf, pg, po = pre[:n], pre[n : 2 * n], pre[2 * n : 3 * n], pre[3 * n :]
+    si, sf, sg, so = st[:n], st[n : 2 * n], st[2 * n : 3 * n], st[3 * n :]
+    for j in range(n):
+        si[j] = sigmoid(pi[j])
+    for j in range(n):
+        sf[j] = sigmoid(pf[j])
+    for j in range(n):
+        sg[j] = tanh(pg[j])
+    for j in range(n):
+        so[j] = sigmoid(po[j])
+    for j in range(n):
+        ct[j] = sf[j] * c_prev[j] + si[j] * sg[j]
+    for j in range(n):
+        tct[j] = tanh(ct[j])
+    for j in range(n):
+        ht[j] = so[j] * tct[j]
+
+
+@njit(**_STEP)
+def lstm_cell_step(pre, acts, c_prev, cs, tcs, hs):  # pragma: no cover - compiled
+    """i, f, g, o from the pre-activations ``pre`` (B, 4n) into ``acts``; c', tanh c', h'."""
+    for b in range(pre.shape[0]):
+        _lstm_cell_row(pre[b], acts[b], c_prev[b], cs[b], tcs[b], hs[b])
+
+
+@njit(**_STEP)
+def _lstm_cell_back_row(st, tct, c_prev, grad_h, grad_c, grad_pre, one):  # pragma: no cover
+    n = tct.shape[0]
+    si, sf, sg, so = st[:n], st[n : 2 * n], st[2 * n : 3 * n], st[3 * n :]
+    gi_t, gf_t = grad_pre[:n], grad_pre[n : 2 * n]
+    gg_t, go_t = grad_pre[2 * n : 3 * n], grad_pre[3 * n :]
+    for j in range(n):
+        grad_c[j] += grad_h[j] * so[j] * (one - tct[j] * tct[j])
+    for j in range(n):
+        gi_t[j] = grad_c[j] * sg[j] * si[j] * (one - si[j])
+    for j in range(n):
+        gf_t[j] = grad_c[j] * c_prev[j] * sf[j] * (one - sf[j])
+    for j in range(n):
+        gg_t[j] = grad_c[j] * si[j] * (one - sg[j] * sg[j])
+    for j in range(n):
+        go_t[j] = grad_h[j] * tct[j] * so[j] * (one - so[j])
+    for j in range(n):
+        grad_c[j] *= sf[j]
+
+
+@njit(**_STEP)
+def lstm_cell_step_back(acts, tcs, c_prev, grad_h, grad_c, grad_pre, one):  # pragma: no cover
+    """Backward of :func:`lstm_cell_step`: dL/dpre into ``grad_pre``; ``grad_c`` (dL/dc') is
+    updated in place to dL/dc."""
+    for b in range(acts.shape[0]):
+        _lstm_cell_back_row(acts[b], tcs[b], c_prev[b], grad_h[b], grad_c[b], grad_pre[b], one)
