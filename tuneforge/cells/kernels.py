@@ -1,20 +1,25 @@
-"""numba loops of the recurrences: the diagonal cells, forward and backward (see :mod:`.diagonal`).
+"""numba loops of the recurrences, forward and backward.
+
+Two kinds: whole-window recurrences of the diagonal cells (:mod:`.diagonal`), and one step's
+element-wise work around the matrix products of the GRU family, RRU and Mogrifier, whose
+products stay with torch (:mod:`.gru_recurrence`, :mod:`.rru`, :mod:`.mogrifier`).
 
 This module imports numba; :mod:`.jit` imports it only when a compiled path is first taken.
-All kernels live in this one file on purpose: numba's on-disk cache is invalidated by a change of
-the file that holds a function, not of the files it calls into, so the helpers they share must
-sit beside them.
+All kernels live in this one file, past the usual length, on purpose: numba's on-disk cache is
+invalidated by a change of the file that holds a function, not of the files it calls into, so
+the helpers they share (the float32 tanh) must sit beside them.
 
-Kernels are serial and release the GIL (``nogil``): :func:`.jit.launch` runs them on slices of
-the batch in parallel threads, each slice through its whole time loop with no synchronisation
-between steps. numba's own ``parallel=True`` would do the same at three to four times the
-compile time. Inner loops run over contiguous units of one row and step so that they vectorize;
-ranges start at zero because a loop over ``range(lo, hi)`` keeps numba's negative-index checks,
-which stop vectorization. Each kernel is a time loop around a step function on rows (1-D arrays),
-the first step (or, backward, the last) called with the initial state: choosing the previous row
-inside the loop (``hs[t - 1] if t > 0 else h0``) hides the row's bounds from LLVM and made the
-loops four times slower (measured). Short loops, one per gate, keep the float32 tanh's
-constants in registers (several in one loop body spill them: twice as slow, measured).
+Whole-window kernels are serial and release the GIL (``nogil``): :func:`.jit.launch` runs them
+on slices of the batch in parallel threads, each slice through its whole time loop with no
+synchronisation between steps. numba's own ``parallel=True`` would do the same at three to four
+times the compile time. Inner loops run over contiguous units of one row and step so that they
+vectorize; ranges start at zero because a loop over ``range(lo, hi)`` keeps numba's
+negative-index checks, which stop vectorization. Each kernel is a time loop around a step
+function on rows (1-D arrays), the first step (or, backward, the last) called with the initial
+state: choosing the previous row inside the loop (``hs[t - 1] if t > 0 else h0``) hides the
+row's bounds from LLVM and made the loops four times slower (measured). Short loops, one per
+gate, keep the float32 tanh's constants in registers (several in one loop body spill them:
+twice as slow, measured).
 
 Diagonal cells: with every recurrent matrix diagonal, unit ``j`` of sequence ``b`` is a scalar
 recurrence of its own. Arrays are batch-major, as the layers take and give them: ``a``
