@@ -9,6 +9,14 @@ from tuneforge.cells import build_stack, jit
 
 M, N, B, T = 5, 11, 3, 9
 DIAGONAL = ["diag-rnn", "diag-lstm", "diag-gru"]
+# Cells whose CPU path has compiled parts, and the options they are tested with.
+COMPILED = [*DIAGONAL, "gru", "gru-v1", "gru-v2", "gru-v3", "rru", "rru-dropout", "mogrifier"]
+OPTIONS = {
+    "mogrifier": {"rounds": 3, "rank": 2},
+    "rru": {"rru_dropout": 0.0, "output_size": 4},
+    "rru-dropout": {"rru_dropout": 0.4, "output_size": 4},  # the same mask on both paths
+}
+TORCH_LOOP = {"gru", "gru-v1", "gru-v2", "gru-v3", "diag-gru", "rru", "rru-dropout", "mogrifier"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -16,6 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _layer(cell: str, dtype: torch.dtype, **options):
     torch.manual_seed(0)
+    options = {**OPTIONS.get(cell, {}), **options}
+    cell = cell.removesuffix("-dropout")
     layer = build_stack(cell, input_size=M, hidden_size=N, **options).layers[0].to(dtype)
     with torch.no_grad():
         for param in layer.parameters():
@@ -26,6 +36,7 @@ def _layer(cell: str, dtype: torch.dtype, **options):
 def _run(layer, x, state, monkeypatch, fallback: bool):
     """Outputs, new state and the gradients of a loss that reads both, on one path."""
     monkeypatch.setenv(jit.DISABLE_ENV, "1" if fallback else "0")
+    torch.manual_seed(1)  # the same dropout mask on both paths
     y, new_state = layer(x, state)
     path = layer.last_path
     weights = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
@@ -34,9 +45,11 @@ def _run(layer, x, state, monkeypatch, fallback: bool):
     return path, [y, *new_state, *torch.autograd.grad(loss, inputs)]
 
 
-@pytest.mark.parametrize("cell", DIAGONAL)
-@pytest.mark.parametrize(("dtype", "atol"), [(torch.float64, 1e-12), (torch.float32, 2e-5)])
-def test_diagonal_fast_path_equals_fused_kernel(cell, dtype, atol, monkeypatch):
+@pytest.mark.parametrize("cell", COMPILED)
+@pytest.mark.parametrize(
+    ("dtype", "atol", "rtol"), [(torch.float64, 1e-12, 0.0), (torch.float32, 2e-5, 1e-5)]
+)
+def test_compiled_path_equals_torch_path(cell, dtype, atol, rtol, monkeypatch):
     """Outputs, final state and gradients of every parameter, the input and the initial state."""
     layer = _layer(cell, dtype)
     x = torch.randn(B, T, M, dtype=dtype, requires_grad=True)
@@ -45,14 +58,16 @@ def test_diagonal_fast_path_equals_fused_kernel(cell, dtype, atol, monkeypatch):
     )  # a non-zero initial state, so that its gradient is not trivial
     fast_path, fast = _run(layer, x, state, monkeypatch, fallback=False)
     slow_path, slow = _run(layer, x, state, monkeypatch, fallback=True)
-    assert (fast_path, slow_path) == ("numba", "fused")
-    assert len(fast) == len(slow) == 1 + len(state) + 1 + len(state) + 3
+    assert fast_path == "numba"
+    assert slow_path == ("torch" if cell in TORCH_LOOP else "fused")
+    num_params = len(list(layer.parameters()))
+    assert len(fast) == len(slow) == 1 + len(state) + 1 + len(state) + num_params
     for ours, reference in zip(fast, slow, strict=True):
-        torch.testing.assert_close(ours, reference, atol=atol, rtol=0)
+        torch.testing.assert_close(ours, reference, atol=atol, rtol=rtol)
 
 
-@pytest.mark.parametrize("cell", DIAGONAL)
-def test_diagonal_fast_path_gradcheck(cell):
+@pytest.mark.parametrize("cell", [c for c in COMPILED if c != "rru-dropout"])
+def test_compiled_path_gradcheck(cell):
     layer = _layer(cell, torch.float64)
     x = torch.randn(2, 4, M, dtype=torch.double, requires_grad=True)
     state = tuple(t.normal_().requires_grad_() for t in layer.initial_state(2, x))
@@ -102,10 +117,16 @@ def test_environment_variable_forces_the_fallback(value, monkeypatch):
     layer = _layer("diag-gru", torch.float32)
     monkeypatch.setenv(jit.DISABLE_ENV, value)
     layer(torch.randn(B, T, M))
-    assert layer.last_path == "fused"
+    assert layer.last_path == "torch"  # the GRU family's torch loop on the CPU
     monkeypatch.delenv(jit.DISABLE_ENV)
     layer(torch.randn(B, T, M))
     assert layer.last_path == "numba"
+
+
+def test_rru_with_extra_layers_keeps_the_torch_loop():
+    layer = _layer("rru", torch.float32, extra_layers=1)
+    layer(torch.randn(B, T, M))
+    assert layer.last_path == "torch"
 
 
 def test_other_dtypes_take_the_fallback():

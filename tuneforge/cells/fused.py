@@ -71,7 +71,9 @@ class FusedLayer(RecurrentLayer):
         self.hidden_size = hidden_size
         self.output_size = hidden_size
         self.forget_bias = forget_bias
-        self.last_path = ""  # which implementation the last forward ran: "numba" or "fused"
+        # Which implementation the last forward ran: "numba" (compiled), "fused" (torch's
+        # kernel) or "torch" (the GRU's hand-written torch loop on the CPU).
+        self.last_path = ""
         gates = _GATES[self.mode]
         # Per matrix: runs of equal letters, (kind, first gate, end gate, parameter name).
         self._runs: dict[str, list[tuple[str, int, int, str]]] = {}
@@ -170,17 +172,19 @@ class FusedLayer(RecurrentLayer):
             if result is not None:
                 self.last_path = "numba"
                 return result
-        self.last_path = "fused"
         weights = self.kernel_weights()
         kernel = _KERNELS[self.mode]
         if self.mode == "lstm":
+            self.last_path = "fused"
             hx = (state[0].unsqueeze(0), state[1].unsqueeze(0))  # (1, B, H) each
             y, h, c = kernel(x, hx, weights, True, 1, 0.0, self.training, False, True)
             return y, (h.squeeze(0), c.squeeze(0))
         if self.mode == "gru" and x.device.type == "cpu":
             # torch has no oneDNN GRU; this hand-written recurrence is much faster on the CPU.
-            y, h = gru_sequence(x, state[0], *weights)
+            y, h, path = gru_sequence(x, state[0], *weights)
+            self.last_path = path
             return y, (h,)
+        self.last_path = "fused"
         y, h = kernel(x, state[0].unsqueeze(0), weights, True, 1, 0.0, self.training, False, True)
         return y, (h.squeeze(0),)
 

@@ -8,6 +8,11 @@ forward loop of a few in-place ops per step, a backward loop whose per-step work
 and a few products (every factor that does not depend on the incoming gradient is formed for
 the whole window at once), and the recurrent-weight gradient as one matmul over all steps.
 On the GPU the layers call cuDNN instead.
+
+Where numba runs (see :mod:`tuneforge.cells.jit`), each step's element-wise work, forward and
+backward, is one compiled call (:func:`tuneforge.cells.kernels.gru_step`) instead of half a
+dozen torch ops, whose fixed cost per call dominates at these sizes; the products stay on
+oneDNN. The torch loop below stays as the exact fallback.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from tuneforge.cells import jit
 from tuneforge.cells.step_matmul import step_linear, window_matmul_tn
 
 
@@ -22,7 +28,11 @@ class _GRURecurrence(torch.autograd.Function):
     """GRU over a window, time-major: gi (T, B, 3H) -> h (T, B, H)."""
 
     @staticmethod
-    def forward(ctx, gi: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+    def forward(ctx, kern, gi: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+        # kern: the compiled kernels module, or None for the torch loop.
+        ctx.kern = kern
+        if kern is not None:
+            return _compiled_forward(ctx, gi, h0.contiguous(), weight_hh, bias_hh)
         steps, batch, width = gi.shape
         hidden = h0.shape[1]
         acts = torch.empty_like(gi)  # r, z, n after their nonlinearities
@@ -45,6 +55,8 @@ class _GRURecurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_hs: Tensor):
+        if ctx.kern is not None:
+            return _compiled_backward(ctx, grad_hs.contiguous())
         h0, weight_hh, acts, gh_n, hs = ctx.saved_tensors
         steps, batch, hidden = hs.shape
         r, z, n = acts.split(hidden, 2)
@@ -68,15 +80,64 @@ class _GRURecurrence(torch.autograd.Function):
         grad_gi[:, :, 2 * hidden :] = grad_gi_n
         flat = grad_gh.reshape(steps * batch, -1)
         grad_weight = window_matmul_tn(flat, h_prev.reshape(steps * batch, hidden))
-        return grad_gi, grad_h, grad_weight, flat.sum(0)
+        return None, grad_gi, grad_h, grad_weight, flat.sum(0)
+
+
+def _compiled_forward(ctx, gi: Tensor, h0: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+    """The forward loop with each step's gates in one compiled call."""
+    steps, batch, width = gi.shape
+    hidden = h0.shape[1]
+    gi = gi.contiguous()
+    acts = torch.empty_like(gi)  # r, z, n after their nonlinearities
+    ghs = torch.empty_like(gi)  # W_hh h + b_hh; backward needs its n part, which r scales
+    hs = gi.new_empty(steps, batch, hidden)
+    step_hh = step_linear(weight_hh, bias_hh, batch)
+    gi_np, acts_np, ghs_np, hs_np = (jit.view(t) for t in (gi, acts, ghs, hs))
+    h, h_np = h0, jit.view(h0)
+    for t in range(steps):
+        ghs[t].copy_(step_hh(h))  # (B, 3H)
+        ctx.kern.gru_step(gi_np[t], ghs_np[t], h_np, acts_np[t], hs_np[t])
+        h, h_np = hs[t], hs_np[t]
+    ctx.save_for_backward(h0, weight_hh, acts, ghs[:, :, 2 * hidden :].contiguous(), hs)
+    return hs
+
+
+def _compiled_backward(ctx, grad_hs: Tensor):
+    """The backward loop: per step one compiled call and the product with W_hh."""
+    h0, weight_hh, acts, gh_n, hs = ctx.saved_tensors
+    steps, batch, hidden = hs.shape
+    h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, B, H)
+    grad_gh = torch.empty_like(acts)  # gradient of W_hh h + b_hh, (T, B, 3H)
+    grad_gi = torch.empty_like(acts)
+    carry = torch.zeros_like(h0)  # dL/dh through the later steps
+    z_carry = torch.empty_like(h0)
+    step_back = step_linear(weight_hh.t(), None, batch)
+    arrays = [jit.view(t) for t in (acts, gh_n, h_prev, grad_hs, grad_gh, grad_gi)]
+    acts_np, gh_n_np, h_prev_np, grad_hs_np, grad_gh_np, grad_gi_np = arrays
+    z_carry_np, one = jit.view(z_carry), jit.one(hs)
+    for t in range(steps - 1, -1, -1):
+        ctx.kern.gru_step_back(
+            acts_np[t], gh_n_np[t], h_prev_np[t], grad_hs_np[t], jit.view(carry),
+            grad_gh_np[t], grad_gi_np[t], z_carry_np, one,
+        )  # fmt: skip
+        carry = step_back(grad_gh[t]).add_(z_carry)
+    flat = grad_gh.reshape(steps * batch, -1)
+    grad_weight = window_matmul_tn(flat, h_prev.reshape(steps * batch, hidden))
+    return None, grad_gi, carry, grad_weight, flat.sum(0)
 
 
 def gru_sequence(
     x: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor
-) -> tuple[Tensor, Tensor]:
-    """torch's GRU over ``x`` (B, T, m) from ``h0`` (B, H); returns (B, T, H) and h_T (B, H)."""
+) -> tuple[Tensor, Tensor, str]:
+    """torch's GRU over ``x`` (B, T, m) from ``h0`` (B, H).
+
+    Returns (B, T, H), h_T (B, H) and the path that ran: ``"numba"`` or ``"torch"``.
+    """
     batch, steps, width = x.shape
     x_tm = x.transpose(0, 1).reshape(steps * batch, width)  # time-major rows
     gi = torch.addmm(bias_ih, x_tm, weight_ih.t()).view(steps, batch, -1)  # (T, B, 3H)
-    hs = _GRURecurrence.apply(gi, h0, weight_hh, bias_hh)
-    return hs.transpose(0, 1), hs[-1]
+    kern = jit.kernels("kernels")
+    if kern is not None and not jit.usable(gi, h0, weight_hh, bias_hh):
+        kern = None
+    hs = _GRURecurrence.apply(kern, gi, h0, weight_hh, bias_hh)
+    return hs.transpose(0, 1), hs[-1], "torch" if kern is None else "numba"

@@ -1,20 +1,25 @@
-"""numba loops of the recurrences: the diagonal cells, forward and backward (see :mod:`.diagonal`).
+"""numba loops of the recurrences, forward and backward.
+
+Two kinds: whole-window recurrences of the diagonal cells (:mod:`.diagonal`), and one step's
+element-wise work around the matrix products of the GRU family, RRU and Mogrifier, whose
+products stay with torch (:mod:`.gru_recurrence`, :mod:`.rru`, :mod:`.mogrifier`).
 
 This module imports numba; :mod:`.jit` imports it only when a compiled path is first taken.
-All kernels live in this one file on purpose: numba's on-disk cache is invalidated by a change of
-the file that holds a function, not of the files it calls into, so the helpers they share must
-sit beside them.
+All kernels live in this one file, past the usual length, on purpose: numba's on-disk cache is
+invalidated by a change of the file that holds a function, not of the files it calls into, so
+the helpers they share (the float32 tanh) must sit beside them.
 
-Kernels are serial and release the GIL (``nogil``): :func:`.jit.launch` runs them on slices of
-the batch in parallel threads, each slice through its whole time loop with no synchronisation
-between steps. numba's own ``parallel=True`` would do the same at three to four times the
-compile time. Inner loops run over contiguous units of one row and step so that they vectorize;
-ranges start at zero because a loop over ``range(lo, hi)`` keeps numba's negative-index checks,
-which stop vectorization. Each kernel is a time loop around a step function on rows (1-D arrays),
-the first step (or, backward, the last) called with the initial state: choosing the previous row
-inside the loop (``hs[t - 1] if t > 0 else h0``) hides the row's bounds from LLVM and made the
-loops four times slower (measured). Short loops, one per gate, keep the float32 tanh's
-constants in registers (several in one loop body spill them: twice as slow, measured).
+Whole-window kernels are serial and release the GIL (``nogil``): :func:`.jit.launch` runs them
+on slices of the batch in parallel threads, each slice through its whole time loop with no
+synchronisation between steps. numba's own ``parallel=True`` would do the same at three to four
+times the compile time. Inner loops run over contiguous units of one row and step so that they
+vectorize; ranges start at zero because a loop over ``range(lo, hi)`` keeps numba's
+negative-index checks, which stop vectorization. Each kernel is a time loop around a step
+function on rows (1-D arrays), the first step (or, backward, the last) called with the initial
+state: choosing the previous row inside the loop (``hs[t - 1] if t > 0 else h0``) hides the
+row's bounds from LLVM and made the loops four times slower (measured). Short loops, one per
+gate, keep the float32 tanh's constants in registers (several in one loop body spill them:
+twice as slow, measured).
 
 Diagonal cells: with every recurrent matrix diagonal, unit ``j`` of sequence ``b`` is a scalar
 recurrence of its own. Arrays are batch-major, as the layers take and give them: ``a``
@@ -282,3 +287,189 @@ def gru_backward(acts, hs, h0, grad_hs, grad_a, grad_u, grad_h0, u, one):  # pra
         for t in range(steps - 1, 0, -1):
             _gru_step_back(acts[b, t], hs[b, t - 1], grad_hs[b, t], grad_a[b, t], gu, gh, u, one)
         _gru_step_back(acts[b, 0], h0[b], grad_hs[b, 0], grad_a[b, 0], gu, gh, u, one)
+
+
+# The GRU of the full and gate-variant cells: the recurrent product stays with torch (oneDNN),
+# and each step's element-wise work is one call here instead of half a dozen torch ops. Arrays
+# are one step's (B, k) blocks; ``gh`` is ``W_hh h + b_hh`` in the gate order r, z, n.
+
+
+@njit(**_STEP)
+def _gru_gates_row(gi, gh, h_prev, act, h):  # pragma: no cover - compiled
+    n = h.shape[0]
+    gir, giz, gin = gi[:n], gi[n : 2 * n], gi[2 * n :]
+    ghr, ghz, ghn = gh[:n], gh[n : 2 * n], gh[2 * n :]
+    sr, sz, sn = act[:n], act[n : 2 * n], act[2 * n :]
+    for j in range(n):
+        sr[j] = sigmoid(gir[j] + ghr[j])
+    for j in range(n):
+        sz[j] = sigmoid(giz[j] + ghz[j])
+    for j in range(n):
+        sn[j] = tanh(gin[j] + sr[j] * ghn[j])
+    for j in range(n):
+        h[j] = sn[j] + sz[j] * (h_prev[j] - sn[j])
+
+
+@njit(**_STEP)
+def gru_step(gi, gh, h_prev, act, h):  # pragma: no cover - compiled
+    """One GRU step from its products: r, z, n into ``act`` (B, 3H), h' into ``h`` (B, H)."""
+    for b in range(h.shape[0]):
+        _gru_gates_row(gi[b], gh[b], h_prev[b], act[b], h[b])
+
+
+@njit(**_STEP)
+def _gru_back_row(act, gh_n, h_prev, grad_h_out, carry, grad_gh, grad_gi, z_carry, one):
+    # pragma: no cover - compiled
+    n = h_prev.shape[0]
+    sr, sz, sn = act[:n], act[n : 2 * n], act[2 * n :]
+    gg_r, gg_z, gg_n = grad_gh[:n], grad_gh[n : 2 * n], grad_gh[2 * n :]
+    g_n, g = grad_gi[2 * n :], z_carry  # z_carry holds dL/dh' until the last loop
+    for j in range(n):
+        g[j] = grad_h_out[j] + carry[j]
+    for j in range(n):
+        g_n[j] = g[j] * (one - sz[j]) * (one - sn[j] * sn[j])
+    for j in range(n):
+        gg_r[j] = g_n[j] * gh_n[j] * sr[j] * (one - sr[j])
+    for j in range(n):
+        gg_z[j] = g[j] * (h_prev[j] - sn[j]) * sz[j] * (one - sz[j])
+    for j in range(n):
+        gg_n[j] = g_n[j] * sr[j]
+    for j in range(n):
+        z_carry[j] = g[j] * sz[j]
+    for j in range(2 * n):
+        grad_gi[j] = grad_gh[j]
+
+
+@njit(**_STEP)
+def gru_step_back(act, gh_n, h_prev, grad_h_out, carry, grad_gh, grad_gi, z_carry, one):
+    # pragma: no cover - compiled
+    """Backward of :func:`gru_step` at one step.
+
+    ``grad_h_out`` is dL/dh' from outside, ``carry`` dL/dh' through the later steps; writes the
+    gradients of ``gh`` and ``gi`` (B, 3H), and ``z_carry`` = dL/dh' * z, the part of dL/dh that
+    does not pass through the recurrent product.
+    """
+    for b in range(h_prev.shape[0]):
+        _gru_back_row(
+            act[b], gh_n[b], h_prev[b], grad_h_out[b], carry[b], grad_gh[b], grad_gi[b],
+            z_carry[b], one,
+        )  # fmt: skip
+
+
+# RRU (see :mod:`.rru`): the per-step work around its two products, one call each. Arrays are
+# one step's (B, k) blocks.
+
+
+@njit(**_STEP)
+def _rru_norm_row(xp, jh, nrm, rms, act, mask, ds, eps):  # pragma: no cover - compiled
+    m = xp.shape[0]
+    for j in range(m):
+        nrm[j] = xp[j] + jh[j]
+    total = 0.0  # float64 whatever the dtype: a sum over hundreds of units
+    for j in range(m):
+        total += nrm[j] * nrm[j]
+    rms[0] = 1.0 / math.sqrt(total / m + eps)
+    r = rms[0]
+    zero = r - r
+    for j in range(m):
+        nrm[j] *= r
+    for j in range(m):
+        act[j] = nrm[j] if nrm[j] > zero else zero
+    for j in range(m):
+        ds[j] = act[j] * mask[j]
+
+
+@njit(**_STEP)
+def rru_norm_step(xp, jh, nrm, rms, act, mask, ds, eps):  # pragma: no cover - compiled
+    """v = xp + jh; N = v / sqrt(mean(v^2) + eps) into ``nrm``, the factor into ``rms``
+    (B, 1); ReLU(N) into ``act``, times ``mask`` into ``ds``."""
+    for b in range(xp.shape[0]):
+        _rru_norm_row(xp[b], jh[b], nrm[b], rms[b], act[b], mask[b], ds[b], eps)
+
+
+@njit(**_STEP)
+def rru_state_step(h, decay, rezero, c, c_out, h_out):  # pragma: no cover - compiled
+    """h' = decay h + rezero c into ``h_out``; ``c`` copied into ``c_out``."""
+    for b in range(h.shape[0]):
+        hb, cb, cob, hob = h[b], c[b], c_out[b], h_out[b]
+        for j in range(hb.shape[0]):
+            cob[j] = cb[j]
+        for j in range(hb.shape[0]):
+            hob[j] = hb[j] * decay[j] + rezero[j] * cb[j]
+
+
+@njit(**_STEP)
+def rru_norm_back(m, grad_ds, relu, nrm, rms, grad_pre):  # pragma: no cover - compiled
+    """g = (m + grad_ds) relu; through the RMS norm: (g - N mean(g N)) r into ``grad_pre``."""
+    width = nrm.shape[1]
+    for b in range(nrm.shape[0]):
+        mb, gdb, rb, nb, gpb = m[b], grad_ds[b], relu[b], nrm[b], grad_pre[b]
+        for j in range(width):
+            gpb[j] = (mb[j] + gdb[j]) * rb[j]
+        total = 0.0
+        for j in range(width):
+            total += gpb[j] * nb[j]
+        proj = total / width
+        r = rms[b, 0]
+        for j in range(width):
+            gpb[j] = (gpb[j] - nb[j] * proj) * r
+
+
+# The LSTM step of the Mogrifier (see :mod:`.mogrifier`) after its product: one call forward,
+# one backward, on one step's (B, k) blocks; ``pre`` and ``acts`` in torch's gate order.
+
+
+@njit(**_STEP)
+def _lstm_cell_row(pre, st, c_prev, ct, tct, ht):  # pragma: no cover - compiled
+    n = ht.shape[0]
+    pi, pf, pg, po = pre[:n], pre[n : 2 * n], pre[2 * n : 3 * n], pre[3 * n :]
+    si, sf, sg, so = st[:n], st[n : 2 * n], st[2 * n : 3 * n], st[3 * n :]
+    for j in range(n):
+        si[j] = sigmoid(pi[j])
+    for j in range(n):
+        sf[j] = sigmoid(pf[j])
+    for j in range(n):
+        sg[j] = tanh(pg[j])
+    for j in range(n):
+        so[j] = sigmoid(po[j])
+    for j in range(n):
+        ct[j] = sf[j] * c_prev[j] + si[j] * sg[j]
+    for j in range(n):
+        tct[j] = tanh(ct[j])
+    for j in range(n):
+        ht[j] = so[j] * tct[j]
+
+
+@njit(**_STEP)
+def lstm_cell_step(pre, acts, c_prev, cs, tcs, hs):  # pragma: no cover - compiled
+    """i, f, g, o from the pre-activations ``pre`` (B, 4n) into ``acts``; c', tanh c', h'."""
+    for b in range(pre.shape[0]):
+        _lstm_cell_row(pre[b], acts[b], c_prev[b], cs[b], tcs[b], hs[b])
+
+
+@njit(**_STEP)
+def _lstm_cell_back_row(st, tct, c_prev, grad_h, grad_c, grad_pre, one):  # pragma: no cover
+    n = tct.shape[0]
+    si, sf, sg, so = st[:n], st[n : 2 * n], st[2 * n : 3 * n], st[3 * n :]
+    gi_t, gf_t = grad_pre[:n], grad_pre[n : 2 * n]
+    gg_t, go_t = grad_pre[2 * n : 3 * n], grad_pre[3 * n :]
+    for j in range(n):
+        grad_c[j] += grad_h[j] * so[j] * (one - tct[j] * tct[j])
+    for j in range(n):
+        gi_t[j] = grad_c[j] * sg[j] * si[j] * (one - si[j])
+    for j in range(n):
+        gf_t[j] = grad_c[j] * c_prev[j] * sf[j] * (one - sf[j])
+    for j in range(n):
+        gg_t[j] = grad_c[j] * si[j] * (one - sg[j] * sg[j])
+    for j in range(n):
+        go_t[j] = grad_h[j] * tct[j] * so[j] * (one - so[j])
+    for j in range(n):
+        grad_c[j] *= sf[j]
+
+
+@njit(**_STEP)
+def lstm_cell_step_back(acts, tcs, c_prev, grad_h, grad_c, grad_pre, one):  # pragma: no cover
+    """Backward of :func:`lstm_cell_step`: dL/dpre into ``grad_pre``; ``grad_c`` (dL/dc') is
+    updated in place to dL/dc."""
+    for b in range(acts.shape[0]):
+        _lstm_cell_back_row(acts[b], tcs[b], c_prev[b], grad_h[b], grad_c[b], grad_pre[b], one)

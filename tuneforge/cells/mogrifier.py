@@ -11,6 +11,9 @@ round and step instead of two), the LSTM step's product runs on oneDNN
 (:mod:`tuneforge.cells.step_matmul`), and the whole window runs in a hand-written autograd
 function: the forward loop keeps the gate values backward needs, the backward loop computes
 only data gradients per step, and every weight gradient is one large matmul over all steps.
+Where numba runs (:mod:`tuneforge.cells.jit`), the LSTM step's element-wise work after its
+product, forward and backward, is one compiled call instead of about eight torch ops; the torch
+code stays as the exact fallback.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from tuneforge.cells import jit
 from tuneforge.cells.base import LayerState, RecurrentLayer
 from tuneforge.cells.step_matmul import step_linear, window_matmul_tn
 from tuneforge.errors import ConfigError
@@ -32,7 +36,9 @@ class _MogrifierRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, xs, h0, c0, weight, bias, *mats):
+    def forward(ctx, kern, xs, h0, c0, weight, bias, *mats):
+        # kern: the compiled kernels module, or None for torch ops only.
+        ctx.kern = kern
         steps, batch, m = xs.shape
         n = h0.shape[1]
         rounds = len(mats)
@@ -57,6 +63,9 @@ class _MogrifierRecurrence(torch.autograd.Function):
         mats_t = [mat.t() for mat in mats]
         step_lstm = step_linear(weight, bias, batch)
         h, c = h0, c0
+        if kern is not None:
+            acts_np, cs_np, tcs_np, hs_np = (jit.view(t) for t in (acts, cs, tanh_cs, hs))
+            c_np = jit.view(c0.contiguous())
         for t in range(steps):
             x = xs[t]
             for k in range(rounds):
@@ -71,6 +80,11 @@ class _MogrifierRecurrence(torch.autograd.Function):
                 xh[t, :, :m] = x
             if last_h is None:
                 xh[t, :, m:] = h
+            if kern is not None:
+                pre = step_lstm(xh[t])  # (B, 4n)
+                kern.lstm_cell_step(jit.view(pre), acts_np[t], c_np, cs_np[t], tcs_np[t], hs_np[t])
+                h, c_np = hs[t], cs_np[t]
+                continue
             a = acts[t]
             a.copy_(step_lstm(xh[t]))
             a[:, : 2 * n].sigmoid_()
@@ -94,10 +108,12 @@ class _MogrifierRecurrence(torch.autograd.Function):
         c_prev = torch.cat([c0.unsqueeze(0), cs[:-1]])
         # Factors free of the incoming gradient, formed for the whole window at once.
         i, f, g, o = acts.chunk(4, 2)
-        factor_c = o * (1.0 - tanh_cs * tanh_cs)  # dh'/dc'
-        factor_ifg = torch.cat([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g)], 2)
-        factor_ifg = factor_ifg.view(steps, batch, 3, n)
-        factor_o = tanh_cs * o * (1.0 - o)
+        if ctx.kern is None:
+            factor_c = o * (1.0 - tanh_cs * tanh_cs)  # dh'/dc'
+            factor_ifg = torch.cat(
+                [g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g)], 2
+            ).view(steps, batch, 3, n)
+            factor_o = tanh_cs * o * (1.0 - o)
         factor_rounds = []
         for k in range(rounds):
             before = outs[k - 2] if k >= 2 else (xs if k == 0 else h_prev)
@@ -109,13 +125,24 @@ class _MogrifierRecurrence(torch.autograd.Function):
         grad_h = torch.zeros_like(h0)
         grad_c = grad_c_last.clone()
         step_back = step_linear(weight.t(), None, batch)
+        if ctx.kern is not None:
+            grad_c = grad_c.contiguous()
+            views = [jit.view(t) for t in (acts, tanh_cs, c_prev, grad_acts)]
+            grad_c_np, one = jit.view(grad_c), jit.one(hs)
         for t in range(steps - 1, -1, -1):
             grad_h = grad_h + grad_hs[t]
-            grad_c = grad_c.addcmul_(grad_h, factor_c[t])
-            ifg = grad_acts[t, :, : 3 * n].view(batch, 3, n)
-            torch.mul(grad_c.unsqueeze(1), factor_ifg[t], out=ifg)
-            torch.mul(grad_h, factor_o[t], out=grad_acts[t, :, 3 * n :])
-            grad_c = grad_c * f[t]
+            if ctx.kern is not None:
+                # grad_c is updated in place to dL/dc of the previous step.
+                acts_t, tcs_t, c_prev_t, grad_acts_t = (v[t] for v in views)
+                ctx.kern.lstm_cell_step_back(
+                    acts_t, tcs_t, c_prev_t, jit.view(grad_h), grad_c_np, grad_acts_t, one
+                )
+            else:
+                grad_c = grad_c.addcmul_(grad_h, factor_c[t])
+                ifg = grad_acts[t, :, : 3 * n].view(batch, 3, n)
+                torch.mul(grad_c.unsqueeze(1), factor_ifg[t], out=ifg)
+                torch.mul(grad_h, factor_o[t], out=grad_acts[t, :, 3 * n :])
+                grad_c = grad_c * f[t]
             grad_xh = step_back(grad_acts[t])  # (B, m + n)
             grad_x, grad_h = grad_xh[:, :m], grad_xh[:, m:]
             for k in range(rounds - 1, -1, -1):
@@ -136,7 +163,7 @@ class _MogrifierRecurrence(torch.autograd.Function):
             # Round k's gate reads the other vector as the previous round left it.
             source = outs[k - 1] if k >= 1 else h_prev
             grad_mats.append(grad_pre[k].view(rows, -1).t() @ source.reshape(rows, -1))
-        return (grad_xs, grad_h, grad_c, grad_weight, flat_acts.sum(0), *grad_mats)
+        return (None, grad_xs, grad_h, grad_c, grad_weight, flat_acts.sum(0), *grad_mats)
 
 
 class MogrifierLayer(RecurrentLayer):
@@ -168,6 +195,7 @@ class MogrifierLayer(RecurrentLayer):
         self.hidden_size = hidden_size
         self.output_size = hidden_size
         self.forget_bias = forget_bias
+        self.last_path = ""  # "numba" or "torch": which loop the last forward ran
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias = nn.Parameter(torch.empty(4 * hidden_size))
@@ -202,5 +230,9 @@ class MogrifierLayer(RecurrentLayer):
         mats = [up @ down for up, down in zip(self.mog_up, self.mog_down, strict=True)]
         xs = x.transpose(0, 1).contiguous()  # (T, B, m)
         weight = torch.cat([self.weight_ih, self.weight_hh], 1)  # (4n, m + n)
-        hs, c_last = _MogrifierRecurrence.apply(xs, h0, c0, weight, self.bias, *mats)
+        kern = jit.kernels("kernels")
+        if kern is not None and not jit.usable(xs, h0, c0, weight, self.bias):
+            kern = None
+        self.last_path = "torch" if kern is None else "numba"
+        hs, c_last = _MogrifierRecurrence.apply(kern, xs, h0, c0, weight, self.bias, *mats)
         return hs.transpose(0, 1), (hs[-1], c_last)

@@ -17,7 +17,10 @@ Speed: ``J_x x`` runs for the whole window at once, and ``o`` after the loop, si
 recurrent; the per-step products run on oneDNN (:mod:`tuneforge.cells.step_matmul`). The
 recurrence is a hand-written autograd function: the forward loop keeps what backward needs, the
 backward loop computes only data gradients per step, and every weight gradient is one large
-matmul over all steps afterwards.
+matmul over all steps afterwards. Where numba runs (:mod:`tuneforge.cells.jit`) and there are no
+extra layers, the element-wise work around each step's two products (the RMS norm, ReLU,
+dropout and state update forward; the norm's backward) is one compiled call each instead of
+several torch ops; the torch loop stays as the exact fallback.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tuneforge.cells import jit
 from tuneforge.cells.base import LayerState, RecurrentLayer
 from tuneforge.cells.step_matmul import step_linear, window_matmul_tn
 from tuneforge.errors import ConfigError
@@ -37,7 +41,8 @@ class _RRURecurrence(torch.autograd.Function):
     """The RRU recurrence over a window, time-major; returns (d (T, B, M), h (T, B, n))."""
 
     @staticmethod
-    def forward(ctx, xproj, h0, weight_jh, weight_c, bias_c, decay, rezero, mask, *extra):
+    def forward(ctx, kern, xproj, h0, weight_jh, weight_c, bias_c, decay, rezero, mask, *extra):
+        # kern: the compiled kernels module (only without extra layers), or None.
         steps, batch, middle = xproj.shape
         width = h0.shape[1]
         num_extra = len(extra) // 2
@@ -51,7 +56,10 @@ class _RRURecurrence(torch.autograd.Function):
         step_c = step_linear(weight_c, bias_c, batch)
         extra_t = [w.t() for w in extra[0::2]]
         h = h0
-        for t in range(steps):
+        if kern is not None:
+            tensors = (xproj, h0.contiguous(), decay, rezero, mask, nrm, rms, acts[0], ds, cs, hs)
+            _compiled_forward_loop(kern, step_jh, step_c, *tensors)
+        for t in range(steps if kern is None else 0):
             pre = torch.add(xproj[t], step_jh(h), out=nrm[t])
             r = torch.mean(pre.square(), 1, keepdim=True, out=rms[t]).add_(_EPS).rsqrt_()
             a = torch.clamp_min(pre.mul_(r), 0.0, out=acts[0][t])
@@ -61,6 +69,7 @@ class _RRURecurrence(torch.autograd.Function):
             c = cs[t]
             c.copy_(step_c(d))
             h = torch.addcmul(h * decay, rezero, c, out=hs[t])
+        ctx.kern = kern
         ctx.num_extra = num_extra
         ctx.has_mask = mask is not None
         ctx.save_for_backward(
@@ -90,8 +99,16 @@ class _RRURecurrence(torch.autograd.Function):
         grad_h = torch.zeros_like(h0)
         step_cz = step_linear(weight_cz.t(), None, batch)
         step_jh = step_linear(weight_jh.t(), None, batch)
+        if ctx.kern is not None:
+            grad_ds = grad_ds.contiguous()
+            views = [jit.view(t) for t in (grad_ds, relu[0], nrm, rms, grad_pre)]
         for t in range(steps - 1, -1, -1):
             grad_h = torch.add(grad_h, grad_hs[t], out=grad_h_all[t])
+            if ctx.kern is not None:
+                m = step_cz(grad_h)
+                ctx.kern.rru_norm_back(jit.view(m), *(v[t] for v in views))
+                grad_h = step_jh(grad_pre[t]).addcmul_(grad_h, decay)
+                continue
             g = step_cz(grad_h).add_(grad_ds[t]).mul_(relu[-1][t])  # pre-ReLU
             for k in range(num_extra - 1, -1, -1):
                 grad_z[k][t] = g
@@ -110,6 +127,7 @@ class _RRURecurrence(torch.autograd.Function):
             flat_z = grad_z[k].reshape(-1, middle)
             grads_extra += [window_matmul_tn(flat_z, acts[k].reshape(-1, middle)), flat_z.sum(0)]
         return (
+            None,
             grad_pre,
             grad_h,
             window_matmul_tn(flat_pre, h_prev),
@@ -120,6 +138,29 @@ class _RRURecurrence(torch.autograd.Function):
             None,
             *grads_extra,
         )
+
+
+def _compiled_forward_loop(
+    kern, step_jh, step_c, xproj, h0, decay, rezero, mask, nrm, rms, act, ds, cs, hs
+) -> None:
+    """The forward loop with the work around each step's two products compiled."""
+    steps = xproj.shape[0]
+    eps = jit.one(xproj) * _EPS
+    # Without dropout ds is acts[0]; a mask of ones keeps one kernel for both cases.
+    masks = jit.view(mask) if mask is not None else [jit.view(torch.ones_like(xproj[0]))] * steps
+    xp, nrm_np, rms_np, act_np, ds_np, cs_np, hs_np = (
+        jit.view(t) for t in (xproj, nrm, rms, act, ds, cs, hs)
+    )
+    decay_np, rezero_np = jit.view(decay.contiguous()), jit.view(rezero.contiguous())
+    h, h_np = h0, jit.view(h0)
+    for t in range(steps):
+        jh = step_jh(h)  # (B, M)
+        kern.rru_norm_step(
+            xp[t], jit.view(jh), nrm_np[t], rms_np[t], act_np[t], masks[t], ds_np[t], eps
+        )
+        c = step_c(ds[t])  # (B, n)
+        kern.rru_state_step(h_np, decay_np, rezero_np, jit.view(c), cs_np[t], hs_np[t])
+        h, h_np = hs[t], hs_np[t]
 
 
 class RRULayer(RecurrentLayer):
@@ -159,6 +200,7 @@ class RRULayer(RecurrentLayer):
         self.output_size = output_size
         self.middle_size = middle
         self.rru_dropout = rru_dropout
+        self.last_path = ""  # "numba" or "torch": which loop the last forward ran
         self.weight_in = nn.Parameter(torch.empty(middle, input_size + hidden_size))  # J
         self.bias_in = nn.Parameter(torch.empty(middle))
         self.extra = nn.ModuleList(nn.Linear(middle, middle) for _ in range(extra_layers))
@@ -209,8 +251,14 @@ class RRULayer(RecurrentLayer):
             # rand < keep draws the mask about three times faster than bernoulli_ on the CPU.
             mask = (torch.rand_like(xproj) < keep).to(xproj.dtype).div_(keep)  # (T, B, M)
         extra = [p for layer in self.extra for p in (layer.weight, layer.bias)]
+        weights = (weight_jh, self.weight_c, self.bias_c, self.s, self.z)
+        kern = jit.kernels("kernels") if not extra else None
+        if kern is not None and not jit.usable(xproj, h0, *weights):
+            kern = None
+        self.last_path = "torch" if kern is None else "numba"
         ds, hs = _RRURecurrence.apply(
-            xproj, h0, weight_jh, self.weight_c, self.bias_c, self.decay(), self.z, mask, *extra
-        )
+            kern, xproj, h0, weight_jh, self.weight_c, self.bias_c, self.decay(), self.z, mask,
+            *extra,
+        )  # fmt: skip
         out = torch.addmm(self.bias_o, ds.reshape(-1, self.middle_size), self.weight_o.t())
         return out.view(steps, batch, -1).transpose(0, 1), (hs[-1],)
