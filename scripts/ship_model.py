@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tuneforge.checkpoint import load_checkpoint, save_checkpoint
 from tuneforge.evaluate import evaluate_checkpoint
+from tuneforge.models.registry import describe_model
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 
@@ -39,14 +40,19 @@ def main() -> None:
     card = {
         "description": args.description,
         "data": f"{meta.get('dataset', args.data)}, {meta.get('steps_per_beat')} steps per beat",
+        "model": describe_model(loaded.config),
+        "kind": loaded.config.kind,
         "cell": loaded.config.cell,
         "hidden_size": loaded.config.hidden_size,
-        "num_layers": loaded.config.num_layers,
+        "num_layers": getattr(
+            loaded.config, "num_layers", getattr(loaded.config, "time_layers", 1)
+        ),
         "parameters": loaded.model.num_parameters(),
         "best_epoch": meta.get("metrics", {}).get("epoch", -1) + 1,  # counted from 1
         "valid_nll": round(scores["valid"].nll, 4),
         "test_nll": round(scores["test"].nll, 4),
         "test_frame_accuracy": round(scores["test"].frame_accuracy, 4),
+        "test_articulation_nll": round(scores["test"].articulation_nll, 4),
         "scored_frames": scores["test"].scored_frames,
         "command": args.command,
     }

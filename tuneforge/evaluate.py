@@ -323,6 +323,7 @@ class EvaluationReport:
     fingerprint_matches: bool | None  # None when the checkpoint recorded no fingerprint
     protocol: str = DEFAULT_PROTOCOL  # a key of PROTOCOLS
     windows: int | None = None  # windows scored (rru protocol only)
+    articulation_nll: float = 0.0  # nats per frame of the re-struck bits, apart from ``nll``
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -385,6 +386,7 @@ def evaluate_checkpoint(
         fingerprint_matches=None if recorded is None else recorded == dataset.fingerprint,
         protocol=protocol,
         windows=windows,
+        articulation_nll=float(getattr(scores, "articulation_nll", 0.0)),
     )
 
 

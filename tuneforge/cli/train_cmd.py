@@ -348,6 +348,8 @@ def evaluate_command(
     table.add_row("protocol", report.protocol)
     table.add_row("NLL (nats per frame)", f"{report.nll:.4f}")
     table.add_row("frame accuracy", f"{report.frame_accuracy:.4f}")
+    if report.articulation_nll:
+        table.add_row("articulation NLL (apart)", f"{report.articulation_nll:.4f}")
     scored = f"{report.frames:,} in {report.pieces:,} pieces"
     if report.windows is not None:
         scored += f" ({report.windows:,} windows)"
