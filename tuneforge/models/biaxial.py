@@ -37,9 +37,8 @@ from tuneforge.models.base import Drawer, MusicModel
 from tuneforge.models.frames import FrameBatch, FrameLogLik, meter_features, meter_width
 from tuneforge.models.note_axis import (
     NoteAxis,
-    articulation_weights,
-    bernoulli_log_likelihood,
     mode_drawer,
+    scan_log_likelihood,
 )
 
 
@@ -186,14 +185,9 @@ class BiaxialModel(MusicModel):
             context,
             batch.targets.reshape(rows * length, -1),
         )
-        play = bernoulli_log_likelihood(play_logits.reshape(rows, length, -1), batch.targets)
-        articulation = torch.zeros_like(play)
         if art_logits is not None:
-            weights = articulation_weights(batch.inputs, batch.targets, batch.onsets_known)
-            articulation = bernoulli_log_likelihood(
-                art_logits.reshape(rows, length, -1), batch.target_onsets, weights
-            )
-        return FrameLogLik(play, articulation), state
+            art_logits = art_logits.reshape(rows, length, -1)
+        return scan_log_likelihood(play_logits.reshape(rows, length, -1), art_logits, batch), state
 
     def predict(self, batch: FrameBatch) -> Tensor:
         """The greedy scan of the note axis at every step (see :func:`mode_drawer`)."""

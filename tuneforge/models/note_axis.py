@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from tuneforge.cells import build_stack
 from tuneforge.models.base import Drawer
+from tuneforge.models.frames import FrameLogLik
 
 
 class NoteAxis(nn.Module):
@@ -258,6 +259,16 @@ def bernoulli_log_likelihood(logits: Tensor, values: Tensor, weights: Tensor | N
     if weights is not None:
         terms = terms * weights
     return terms.sum(-1)
+
+
+def scan_log_likelihood(play_logits: Tensor, art_logits: Tensor | None, batch) -> FrameLogLik:
+    """The two terms of a scanned frame's log-likelihood from its teacher-forced logits
+    (B, T, P) each (``art_logits`` None: a model without articulation)."""
+    play = bernoulli_log_likelihood(play_logits, batch.targets)
+    if art_logits is None:
+        return FrameLogLik(play, torch.zeros_like(play))
+    weights = articulation_weights(batch.inputs, batch.targets, batch.onsets_known)
+    return FrameLogLik(play, bernoulli_log_likelihood(art_logits, batch.target_onsets, weights))
 
 
 def articulation_weights(inputs: Tensor, targets: Tensor, onsets_known: Tensor) -> Tensor:

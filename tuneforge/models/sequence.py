@@ -23,9 +23,9 @@ from tuneforge.models.base import Drawer, MusicModel
 from tuneforge.models.frames import FrameBatch, FrameLogLik, meter_features, meter_width
 from tuneforge.models.note_axis import (
     NoteAxis,
-    articulation_weights,
     bernoulli_log_likelihood,
     mode_drawer,
+    scan_log_likelihood,
 )
 
 HEADS = ("bernoulli", "note-axis")
@@ -149,14 +149,9 @@ class SequenceModel(MusicModel):
             batch.targets.reshape(rows * length, -1),
         )
         play_logits = play_logits.reshape(rows, length, -1) + direct.float()
-        play = bernoulli_log_likelihood(play_logits, batch.targets)
-        articulation = torch.zeros_like(play)
         if art_logits is not None:
-            weights = articulation_weights(batch.inputs, batch.targets, batch.onsets_known)
-            articulation = bernoulli_log_likelihood(
-                art_logits.reshape(rows, length, -1), batch.target_onsets, weights
-            )
-        return FrameLogLik(play, articulation), state
+            art_logits = art_logits.reshape(rows, length, -1)
+        return scan_log_likelihood(play_logits, art_logits, batch), state
 
     def predict(self, batch: FrameBatch) -> Tensor:
         """Bernoulli head: pitches with probability above 1/2. Note-axis head: the greedy
