@@ -22,7 +22,7 @@ in the bar (4/4 unless another time signature is given), for models that read th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -180,7 +180,7 @@ class SampledStep:
 class _Melody:
     on: torch.Tensor  # (T, P) bool
     below: torch.Tensor  # (T, P) bool
-    candidates: int = field(default=1)
+    candidates: int = 1
 
 
 def sample_steps(
@@ -212,6 +212,7 @@ def sample_steps(
     spinning starves a synthesizer playing alongside.
     """
     from tuneforge.drawer import StepDrawer
+    from tuneforge.models.frames import canonical_onsets_t
     from tuneforge.music.meter import bar_steps_of
 
     options = options or SamplingOptions()
@@ -249,7 +250,7 @@ def sample_steps(
         if opening.ndim != 2 or opening.shape[1] != num_pitches:
             raise ConfigError(f"the primer must be a (T, {num_pitches}) roll")
         opening_onsets = (
-            _implied_onsets(opening)
+            canonical_onsets_t(opening[None].float())[0].bool()
             if primer_onsets is None
             else torch.as_tensor(np.asarray(primer_onsets), dtype=torch.bool) & opening
         )
@@ -361,12 +362,6 @@ def _draw_step(model, drawer, context, previous, guide: _Melody | None, melody_s
     for name in ("log_likelihood", "articulation_log_likelihood", "probs"):
         setattr(drawer, name, getattr(drawer, name)[keep])
     return play[keep], onsets[keep]
-
-
-def _implied_onsets(roll: torch.Tensor) -> torch.Tensor:
-    """Onsets a (T, P) bool roll implies: sounding frames after a silent one."""
-    before = torch.cat([torch.zeros_like(roll[:1]), roll[:-1]])
-    return roll & ~before
 
 
 def sample_stream(model: torch.nn.Module, **arguments) -> Iterator[torch.Tensor]:
