@@ -335,7 +335,7 @@ SPLITS = ("train", "valid", "test")
 
 def evaluate_checkpoint(
     checkpoint: str | Path,
-    data: str,
+    data: str | None = None,
     *,
     split: str = "test",
     data_dir: Path | None = None,
@@ -343,14 +343,15 @@ def evaluate_checkpoint(
     batch_size: int = 32,
     protocol: str = DEFAULT_PROTOCOL,
 ) -> EvaluationReport:
-    """Load ``checkpoint`` and score it on ``split`` of ``data`` (folder, file or benchmark name)
-    by ``protocol`` (``tcn``: :func:`score_rolls`, ``rru``: :func:`score_windows`).
+    """Load ``checkpoint`` and score it on ``split`` of ``data`` (folder, file or benchmark name;
+    None: the data the checkpoint records it was trained on) by ``protocol`` (``tcn``:
+    :func:`score_rolls`, ``rru``: :func:`score_windows`).
 
     The data are read with the checkpoint's settings (steps per beat, split seed, percussion and
     octave folding), so a checkpoint is scored on the pieces it was validated against.
     """
     from tuneforge.checkpoint import load_checkpoint
-    from tuneforge.data.dataset import load_dataset
+    from tuneforge.data.comparison import training_data_of
     from tuneforge.device import choose_device
 
     if split not in SPLITS:
@@ -358,15 +359,17 @@ def evaluate_checkpoint(
     check_protocol(protocol)
     torch_device = choose_device(device)
     loaded = load_checkpoint(checkpoint, device=torch_device)
-    steps_per_beat = int(loaded.meta.get("steps_per_beat", 4))
-    dataset = load_dataset(
-        data,
-        data_dir=data_dir,
-        steps_per_beat=steps_per_beat,
-        split_seed=int(loaded.meta.get("split_seed", 0)),
-        keep_percussion=bool(loaded.meta.get("keep_percussion", False)),
-        fold_octaves=bool(loaded.meta.get("fold_octaves", False)),
-    )
+    meta = loaded.meta if data is None else {**loaded.meta, "data_spec": data}
+    try:
+        dataset = training_data_of(meta, data_dir=data_dir)
+    except DataError as error:
+        if data is not None:
+            raise
+        raise DataError(
+            f"{error} (the data {loaded.path.name} records it was trained on); give DATA"
+        ) from error
+    if dataset is None:
+        raise ConfigError(f"{loaded.path} records no training data; give the DATA to score it on")
     rolls = getattr(dataset, split)
     if not rolls:
         raise DataError(f"{dataset.name} has no pieces in its {split} split; pick another --split")

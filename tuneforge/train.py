@@ -77,6 +77,7 @@ def train(
     callbacks: TrainCallbacks | None = None,
     resume: bool = False,
     data_meta: dict[str, Any] | None = None,
+    parent: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``model`` (any kind of the model registry, see
     :func:`tuneforge.models.build_model`) on ``dataset`` (``.train/.valid/.test`` rolls, and
@@ -88,8 +89,10 @@ def train(
     its shard of every batch and only rank 0 writes files and calls ``callbacks``.
     ``data_meta`` (how the data were loaded: spec, split seed) goes into every checkpoint so
     that evaluation can load the same split. With ``resume`` the weights and optimizer come
-    from ``run_dir/last``. Raises :class:`TrainingInterrupted` on Ctrl-C and
-    :class:`TrainingError` when the loss stops being finite.
+    from ``run_dir/last``. ``parent`` (:meth:`tuneforge.finetune.Parent.to_dict`) records the
+    model a fine-tuning run started from, in config.json and every checkpoint. Raises
+    :class:`TrainingInterrupted` on Ctrl-C and :class:`TrainingError` when the loss stops
+    being finite.
     """
     config.check()
     run_dir = Path(run_dir)
@@ -105,7 +108,7 @@ def train(
             run_dir,
             callbacks or TrainCallbacks(),
             resume,
-            data_meta,
+            {**(data_meta or {}), **({"parent": parent} if parent else {})},
             context,
             device,
         )

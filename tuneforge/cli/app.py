@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tuneforge import __version__
+from tuneforge.cli.panels import Group
 from tuneforge.errors import TuneforgeError
 
 # Command modules, each with a `register(app)` function. Imported when the app is built so that
@@ -36,7 +37,7 @@ COMMAND_MODULES: list[str] = [
 err_console = Console(stderr=True, highlight=False)
 
 
-class _ErrorReportingGroup(typer.core.TyperGroup):
+class _ErrorReportingGroup(Group):
     """Turns a TuneforgeError raised by any command into one red line and exit status 1."""
 
     def invoke(self, ctx: typer.Context):

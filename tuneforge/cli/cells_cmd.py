@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
+from tuneforge.cli import panels
+
 
 def register(app: typer.Typer) -> None:
     """Add the `cells` command to ``app``."""
-    app.command("cells")(cells)
+    app.command("cells", cls=panels.Command)(cells)
 
 
 def cells(
@@ -51,28 +53,27 @@ def cells(
 
 
 def _print_table(rows: list[dict], input_size: int, hidden_size: int, num_layers: int) -> None:
+    """One row per cell; every column wraps or folds (nothing is cut), so the table reads at 80
+    columns: the paper under the description, each option on its own line."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(
         title=f"cells (input {input_size}, hidden {hidden_size}, {num_layers} layer(s))",
-        show_lines=False,
+        show_lines=True,
     )
-    table.add_column("cell", style="bold")
-    table.add_column("kernel")
-    table.add_column("parameters", justify="right")
-    table.add_column("description")
-    table.add_column("paper", style="dim")
-    table.add_column("options (defaults)")
+    table.add_column("cell", style="bold", overflow="fold")
+    table.add_column("parameters", justify="right", no_wrap=True)
+    table.add_column("description, paper", ratio=3, overflow="fold")
+    table.add_column("options (defaults)", ratio=1, overflow="fold")
     for row in rows:
-        name = row["name"] + "".join(f" ({alias})" for alias in row["aliases"])
-        options = ", ".join(f"{key}={value}" for key, value in row["options"].items())
+        name = "\n".join([row["name"], *(f"({alias})" for alias in row["aliases"])])
+        options = "\n".join(f"{key}={value}" for key, value in row["options"].items())
         table.add_row(
-            name,
-            row["kernel"],
+            f"{escape(name)}\n[dim]{row['kernel']}[/dim]",
             f"{row['parameters']:,}",
-            row["description"],
-            row["paper"],
-            options or "-",
+            f"{escape(row['description'])}\n[dim]{escape(row['paper'])}[/dim]",
+            escape(options) or "-",
         )
     Console().print(table)

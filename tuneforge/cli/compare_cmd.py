@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tuneforge.cli.data_options import DataDirOption, StepsPerBeatOption
+from tuneforge.cli import panels
+from tuneforge.cli.data_options import DataDirOption, SplitSeedOption, StepsPerBeatOption
+from tuneforge.cli.device_options import DEFAULT_DEVICE, DeviceOption, ThreadsOption
 from tuneforge.cli.train_cmd import (
     DATA_HELP,
-    DeviceChoice,
     OptimizerChoice,
     ProtocolChoice,
     ProtocolOption,
@@ -24,23 +25,39 @@ from tuneforge.train_events import EpochInfo, RunInfo, StepInfo, TrainCallbacks
 
 def register(app: typer.Typer) -> None:
     """Add `compare` to ``app``."""
-    app.command("compare")(compare_command)
+    app.command("compare", cls=panels.Command)(compare_command)
 
 
 def compare_command(
     data: Annotated[str, typer.Argument(help=DATA_HELP)],
     cells: Annotated[
-        str, typer.Option(help="Cells to compare, comma-separated (see `tuneforge cells`).")
+        str,
+        typer.Option(
+            help="Cells to compare, comma-separated (see `tuneforge cells`).",
+            rich_help_panel=panels.MODEL,
+        ),
     ] = "lstm,gru,rru",
     models: Annotated[
-        str, typer.Option(help="Model kinds, comma-separated: sequence, biaxial.")
+        str,
+        typer.Option(
+            help="Model kinds, comma-separated: sequence, biaxial.", rich_help_panel=panels.MODEL
+        ),
     ] = "sequence",
     head: Annotated[
-        str | None, typer.Option(help="Sequence model output: bernoulli or note-axis.")
+        str | None,
+        typer.Option(
+            help="Sequence model output: bernoulli or note-axis.", rich_help_panel=panels.MODEL
+        ),
     ] = None,
-    params: Annotated[int, typer.Option(help="Parameter budget of every entry.")] = 1_000_000,
+    params: Annotated[
+        int, typer.Option(help="Parameter budget of every entry.", rich_help_panel=panels.MODEL)
+    ] = 1_000_000,
     dropout: Annotated[
-        float | None, typer.Option(help="Dropout of every entry (sequence 0.4, biaxial 0.5).")
+        float | None,
+        typer.Option(
+            help="Dropout of every entry (sequence 0.4, biaxial 0.5).",
+            rich_help_panel=panels.MODEL,
+        ),
     ] = None,
     override: Annotated[
         list[str] | None,
@@ -48,33 +65,78 @@ def compare_command(
             help="Per-entry settings TARGET:KEY=VALUE[,KEY=VALUE...]; TARGET is a cell or "
             "kind/cell, KEY a model option, a cell option or lr, e.g. "
             "rru:dropout=0.5,rru_dropout=0.6 (repeatable; shown in the table).",
+            rich_help_panel=panels.MODEL,
         ),
     ] = None,
     protocol: ProtocolOption = ProtocolChoice.tcn,
-    epochs: Annotated[int, typer.Option(help="Most epochs per entry.")] = 20,
+    epochs: Annotated[
+        int, typer.Option(help="Most epochs per entry.", rich_help_panel=panels.OPTIMISATION)
+    ] = 20,
     time_budget_s: Annotated[
         float,
-        typer.Option(help="Stop an entry at the first epoch boundary past this many seconds."),
+        typer.Option(
+            help="Stop an entry at the first epoch boundary past this many seconds.",
+            rich_help_panel=panels.OPTIMISATION,
+        ),
     ] = 0.0,
     patience: Annotated[
-        int, typer.Option(help="Stop an entry after this many epochs without a better valid NLL.")
+        int,
+        typer.Option(
+            help="Stop an entry after this many epochs without a better valid NLL.",
+            rich_help_panel=panels.OPTIMISATION,
+        ),
     ] = 10,
-    optimizer: Annotated[OptimizerChoice, typer.Option(help="Optimizer.")] = OptimizerChoice.adam,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 3e-3,
-    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 8,
-    window: Annotated[int, typer.Option(help="Window length in steps (truncated BPTT).")] = 200,
-    seed: Annotated[int, typer.Option(help="Seed of every entry.")] = 0,
-    sample_beats: Annotated[float, typer.Option(help="Length of each entry's sample.")] = 32.0,
-    temp: Annotated[float, typer.Option(help="Temperature of the samples.")] = 0.8,
-    render: Annotated[bool, typer.Option(help="Render each sample to WAV.")] = False,
+    optimizer: Annotated[
+        OptimizerChoice, typer.Option(help="Optimizer.", rich_help_panel=panels.OPTIMISATION)
+    ] = OptimizerChoice.adam,
+    lr: Annotated[
+        float, typer.Option(help="Learning rate.", rich_help_panel=panels.OPTIMISATION)
+    ] = 3e-3,
+    batch_size: Annotated[
+        int, typer.Option(help="Windows per step.", rich_help_panel=panels.OPTIMISATION)
+    ] = 8,
+    window: Annotated[
+        int,
+        typer.Option(
+            "--window-steps",
+            "--window",
+            help="Window length in steps (truncated BPTT).",
+            rich_help_panel=panels.OPTIMISATION,
+        ),
+    ] = 200,
+    seed: Annotated[
+        int, typer.Option(help="Seed of every entry.", rich_help_panel=panels.OPTIMISATION)
+    ] = 0,
+    sample_beats: Annotated[
+        float,
+        typer.Option(help="Length of each entry's sample.", rich_help_panel=panels.SAMPLING),
+    ] = 32.0,
+    temp: Annotated[
+        float,
+        typer.Option(
+            "--temperature",
+            "--temp",
+            help="Temperature of the samples.",
+            rich_help_panel=panels.SAMPLING,
+        ),
+    ] = 0.8,
+    render: Annotated[
+        bool,
+        typer.Option(
+            "--render", help="Render each sample to WAV.", rich_help_panel=panels.SAMPLING
+        ),
+    ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="Compare folder (default runs/compare-DATA).")
+        Path | None,
+        typer.Option(
+            help="Compare folder (default runs/compare-DATA).", rich_help_panel=panels.RUN
+        ),
     ] = None,
     data_dir: DataDirOption = None,
     steps_per_beat: StepsPerBeatOption = 4,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/valid/test split.")] = 0,
-    device: Annotated[DeviceChoice, typer.Option(help="Device.")] = DeviceChoice.auto,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch (0: one per core).")] = 0,
+    split_seed: SplitSeedOption = 0,
+    device: DeviceOption = DEFAULT_DEVICE,
+    threads: ThreadsOption = 0,
 ) -> None:
     """Train every model kind x cell at one parameter budget on DATA, in turn, and rank them.
 

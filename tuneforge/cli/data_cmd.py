@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tuneforge.cli import panels
 from tuneforge.cli.data_options import (
     DataDirOption,
     FoldOctavesOption,
@@ -19,7 +20,9 @@ from tuneforge.cli.data_options import (
 )
 
 data_app = typer.Typer(
-    help="Inspect data: MIDI folders and the benchmark sets.", no_args_is_help=True
+    cls=panels.Group,
+    help="Inspect data: MIDI folders and the benchmark sets.",
+    no_args_is_help=True,
 )
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -113,7 +116,7 @@ def show_unused_files(console: Console, report) -> None:
         unused = [f for f in report.files if f.outcome != "used"]
         files = Table(title="Files not used")
         for header in ("file", "outcome", "reason", "detail"):
-            files.add_column(header)
+            files.add_column(header, overflow="fold")
         for item in unused[:UNUSED_ROWS]:
             files.add_row(escape(item.path), item.outcome, item.reason, escape(item.detail))
         if len(unused) > UNUSED_ROWS:
@@ -121,7 +124,7 @@ def show_unused_files(console: Console, report) -> None:
         console.print(files)
 
 
-@data_app.command("inspect")
+@data_app.command("inspect", cls=panels.Command)
 def inspect(
     path: Annotated[
         str,
@@ -136,16 +139,27 @@ def inspect(
         typer.Option(
             file_okay=False,
             help="Cache folder (default: $TUNEFORGE_CACHE_DIR or the user cache directory).",
+            rich_help_panel=panels.DATA,
         ),
     ] = None,
     data_dir: DataDirOption = None,
     keep_percussion: KeepPercussionOption = False,
     fold_octaves: FoldOctavesOption = False,
     max_steps: Annotated[
-        int, typer.Option(min=2, help="Skip files whose notes span more steps than this.")
+        int,
+        typer.Option(
+            min=2,
+            help="Skip files whose notes span more steps than this.",
+            rich_help_panel=panels.DATA,
+        ),
     ] = 100_000,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Processes that parse files (default: all cores).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes that parse files (default: all cores).",
+            rich_help_panel=panels.DATA,
+        ),
     ] = None,
 ) -> None:
     """Show what a data set holds: every file's outcome with its reason, totals, a preview."""

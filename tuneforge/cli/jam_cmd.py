@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from tuneforge.cli import panels
+from tuneforge.cli.device_options import DEFAULT_DEVICE, DeviceOption
 from tuneforge.cli.play_cmd import (
     ApiChoice,
     AudioDriverOption,
@@ -82,37 +84,92 @@ def _view(session, last_action: str, keyboard: bool) -> Table:
 
 def jam(
     model: Annotated[
-        str | None, typer.Option(help="Checkpoint path or shipped model name.")
+        str | None,
+        typer.Option(help="Checkpoint path or shipped model name.", rich_help_panel=panels.MODEL),
     ] = None,
     in_port: Annotated[
         str | None,
         typer.Option(
-            "--in", help="MIDI input port (name or part of it); default: the computer keyboard."
+            "--in",
+            help="MIDI input port (name or part of it); default: the computer keyboard.",
+            rich_help_panel=panels.PLAYBACK,
         ),
     ] = None,
-    mode: Annotated[Mode, typer.Option(help="call: answer each phrase; accompany.")] = Mode.call,
-    tempo: Annotated[float, typer.Option(help="Session tempo in bpm.")] = 100.0,
-    pause_beats: Annotated[float, typer.Option(help="Silence that ends a call, in beats.")] = 1.0,
-    answer_bars: Annotated[int, typer.Option(help="Length of each answer in bars.")] = 2,
-    temp: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 0.8,
-    max_polyphony: Annotated[int | None, typer.Option(help="Most notes at once.")] = 4,
-    transpose: Annotated[int, typer.Option(help="Semitones added to the model's notes.")] = 0,
-    metronome: Annotated[bool, typer.Option(help="Click every beat (GM drums).")] = False,
-    bars: Annotated[int | None, typer.Option(help="Stop after this many bars.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of the model's draws.")] = 0,
-    thru: Annotated[bool, typer.Option(help="Echo the player's notes to the output.")] = True,
+    mode: Annotated[
+        Mode,
+        typer.Option(help="call: answer each phrase; accompany.", rich_help_panel=panels.SESSION),
+    ] = Mode.call,
+    tempo: Annotated[
+        float,
+        typer.Option(
+            "--tempo-bpm", "--tempo", help="Session tempo in bpm.", rich_help_panel=panels.SESSION
+        ),
+    ] = 100.0,
+    pause_beats: Annotated[
+        float,
+        typer.Option(help="Silence that ends a call, in beats.", rich_help_panel=panels.SESSION),
+    ] = 1.0,
+    answer_bars: Annotated[
+        int, typer.Option(help="Length of each answer in bars.", rich_help_panel=panels.SESSION)
+    ] = 2,
+    temp: Annotated[
+        float,
+        typer.Option(
+            "--temperature",
+            "--temp",
+            help="Sampling temperature (> 0).",
+            rich_help_panel=panels.SAMPLING,
+        ),
+    ] = 0.8,
+    max_polyphony: Annotated[
+        int | None, typer.Option(help="Most notes at once.", rich_help_panel=panels.SAMPLING)
+    ] = 4,
+    transpose: Annotated[
+        int,
+        typer.Option(help="Semitones added to the model's notes.", rich_help_panel=panels.SAMPLING),
+    ] = 0,
+    metronome: Annotated[
+        bool,
+        typer.Option(
+            "--metronome", help="Click every beat (GM drums).", rich_help_panel=panels.SESSION
+        ),
+    ] = False,
+    bars: Annotated[
+        int | None, typer.Option(help="Stop after this many bars.", rich_help_panel=panels.SESSION)
+    ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(help="Random seed of the model's draws.", rich_help_panel=panels.SAMPLING),
+    ] = 0,
+    thru: Annotated[
+        bool,
+        typer.Option(
+            help="Echo the player's notes to the output.", rich_help_panel=panels.PLAYBACK
+        ),
+    ] = True,
     save: Annotated[
         Path | None,
-        typer.Option(dir_okay=False, help="MIDI file for the session (default: out/jam-TIME.mid)."),
+        typer.Option(
+            dir_okay=False,
+            help="MIDI file for the session (default: out/jam-TIME.mid).",
+            rich_help_panel=panels.OUTPUT,
+        ),
     ] = None,
-    port: Annotated[str | None, typer.Option(help="MIDI output port.")] = None,
-    virtual: Annotated[str | None, typer.Option(help="Open a virtual output port.")] = None,
-    api: Annotated[ApiChoice, typer.Option(help="MIDI API.")] = ApiChoice.auto,
+    port: Annotated[
+        str | None, typer.Option(help="MIDI output port.", rich_help_panel=panels.PLAYBACK)
+    ] = None,
+    virtual: Annotated[
+        str | None,
+        typer.Option(help="Open a virtual output port.", rich_help_panel=panels.PLAYBACK),
+    ] = None,
+    api: Annotated[
+        ApiChoice, typer.Option(help="MIDI API.", rich_help_panel=panels.PLAYBACK)
+    ] = ApiChoice.auto,
     synth: SynthOption = False,
     audio_driver: AudioDriverOption = None,
     audio_file: AudioFileOption = None,
     soundfont: SoundfontOption = None,
-    device: Annotated[str, typer.Option(help="Device for the model.")] = "cpu",
+    device: DeviceOption = DEFAULT_DEVICE,
 ) -> None:
     """Jam with a model: it answers your phrases, or accompanies you, live."""
     from tuneforge.generate import load_generator
@@ -134,7 +191,7 @@ def jam(
         thru=thru,
     )
     settings.check()
-    generator = load_generator(model, device=device)
+    generator = load_generator(model, device=device.value)
     source = open_input(in_port, api=api.value) if in_port is not None else None
     request = OutputRequest(port, virtual, api.value, synth, audio_driver, audio_file, soundfont)
     try:
@@ -207,4 +264,4 @@ def _nothing() -> Iterator[None]:
 
 def register(app: typer.Typer) -> None:
     """Add `jam` to the app."""
-    app.command()(jam)
+    app.command(cls=panels.Command)(jam)

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
+from tuneforge.cli.panels import MODEL as PANEL
 from tuneforge.errors import ConfigError
-
-PANEL = "Model"
 
 ModelOption = Annotated[
     str,
     typer.Option(
+        "--kind",
         "--model",
         help="Model kind: sequence or biaxial (see docs/models.md).",
         rich_help_panel=PANEL,
@@ -29,7 +29,10 @@ CellOption = Annotated[
 LayersOption = Annotated[
     int | None,
     typer.Option(
-        help="Recurrent layers along time (sequence 1, biaxial 2).", rich_help_panel=PANEL
+        "--num-layers",
+        "--layers",
+        help="Recurrent layers along time (sequence 1, biaxial 2).",
+        rich_help_panel=PANEL,
     ),
 ]
 HiddenSizeOption = Annotated[
@@ -188,3 +191,31 @@ def fit_to_data(config: Any, *, steps_per_beat: int, onsets_known: bool, articul
     if articulation is None:
         changes["articulation"] = scans and onsets_known
     return replace(config, **changes)
+
+
+def model_changes(config: Any, given: dict[str, Any], params: int | None) -> dict[str, Any]:
+    """The config fields that the model options typed on the command line (``given``, by
+    option name; ``kind`` for --kind) would set on ``config``, as ``{field: value}``;
+    ``params`` as the width it would choose. For ``--init``, which keeps a parent's config."""
+    from tuneforge.models.registry import model_info
+
+    info = model_info(config.kind)
+    changes: dict[str, Any] = {}
+    for name, value in given.items():
+        if name == "kind":
+            changes["kind"] = value
+            continue
+        if name not in info.options:
+            raise ConfigError(f"the {config.kind} model takes no --{name.replace('_', '-')}")
+        if name == "cell_option":
+            value = parse_cell_options(given.get("cell") or config.cell, value)
+        elif name == "note_cell_option":
+            cell = given.get("note_cell") or config.note_cell
+            value = parse_cell_options(cell, value, "--note-cell-option")
+        changes[info.options[name]] = value
+    if params is not None:
+        from tuneforge.models.budget import width_for_budget
+
+        sized = width_for_budget(config, params).to_dict()
+        changes.update({k: v for k, v in sized.items() if v != config.to_dict()[k]})
+    return changes

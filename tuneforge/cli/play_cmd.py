@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tuneforge.cli import panels
 from tuneforge.errors import ConfigError
 
 console = Console(highlight=False)
@@ -34,21 +35,31 @@ SynthOption = Annotated[
         "--synth",
         help="Play through the built-in synthesizer (FluidSynth) to the audio output;"
         " used anyway when no MIDI output port exists.",
+        rich_help_panel=panels.PLAYBACK,
     ),
 ]
 AudioDriverOption = Annotated[
     str | None,
     typer.Option(
         help="FluidSynth audio driver for --synth (default: the first that works of"
-        " pulseaudio, pipewire, alsa, jack, coreaudio)."
+        " pulseaudio, pipewire, alsa, jack, coreaudio).",
+        rich_help_panel=panels.PLAYBACK,
     ),
 ]
 AudioFileOption = Annotated[
     Path | None,
-    typer.Option(dir_okay=False, help="Record what the built-in synth plays to this WAV file."),
+    typer.Option(
+        dir_okay=False,
+        help="Record what the built-in synth plays to this WAV file.",
+        rich_help_panel=panels.PLAYBACK,
+    ),
 ]
 SoundfontOption = Annotated[
-    Path | None, typer.Option(help="SoundFont for the built-in synth (default: system GM font).")
+    Path | None,
+    typer.Option(
+        help="SoundFont for the built-in synth (default: system GM font).",
+        rich_help_panel=panels.PLAYBACK,
+    ),
 ]
 
 
@@ -63,7 +74,7 @@ def play(
         str | None, typer.Option(help="Open a virtual output port of this name instead.")
     ] = None,
     list_ports: Annotated[
-        bool, typer.Option(help="List the MIDI output and input ports and exit.")
+        bool, typer.Option("--list-ports", help="List the MIDI output and input ports and exit.")
     ] = False,
     api: Annotated[ApiChoice, typer.Option(help="MIDI API to use.")] = ApiChoice.auto,
     wait_s: Annotated[
@@ -149,4 +160,4 @@ def _print_ports(api: str) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `play` to the app."""
-    app.command()(play)
+    app.command(cls=panels.Command)(play)

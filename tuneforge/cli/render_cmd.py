@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tuneforge.cli import panels
+
 console = Console(highlight=False)
 
 
@@ -21,14 +23,19 @@ def render(
         Path | None,
         typer.Option(help="SoundFont (.sf2); default: $TUNEFORGE_SOUNDFONT or a system GM font."),
     ] = None,
-    sample_rate: Annotated[int, typer.Option(help="Sample rate in Hz.")] = 44100,
+    sample_rate: Annotated[
+        int, typer.Option("--sample-rate-hz", "--sample-rate", help="Sample rate in Hz.")
+    ] = 44100,
     gain: Annotated[
         float, typer.Option(help="FluidSynth master gain (0.2 is quiet, 1 is loud).")
     ] = 0.8,
     tail: Annotated[
         float,
         typer.Option(
-            min=0.0, help="Seconds rendered after the piece ends, so the last notes ring out."
+            "--tail-s",
+            "--tail",
+            min=0.0,
+            help="Seconds rendered after the piece ends, so the last notes ring out.",
         ),
     ] = 1.0,
 ) -> None:
@@ -51,4 +58,4 @@ def render(
 
 def register(app: typer.Typer) -> None:
     """Add `render` to the app."""
-    app.command()(render)
+    app.command(cls=panels.Command)(render)

@@ -11,6 +11,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tuneforge.cli import panels
+from tuneforge.cli.device_options import DEFAULT_DEVICE, DeviceOption
+
 console = Console(highlight=False)
 
 
@@ -62,9 +65,7 @@ def score(
     png: Annotated[
         Path | None, typer.Option(dir_okay=False, help="Also write a PNG image.")
     ] = None,
-    device: Annotated[
-        str, typer.Option(help="Device for the model: cpu, cuda, mps or auto.")
-    ] = "cpu",
+    device: DeviceOption = DEFAULT_DEVICE,
 ) -> None:
     """Score a MIDI file with a model: log-likelihood per frame and in total."""
     from tuneforge.cli.rollview import PianoRollView, write_roll_png
@@ -73,7 +74,7 @@ def score(
     from tuneforge.music.meter import step_in_bar
     from tuneforge.music.midi import read_midi
 
-    generator = load_generator(model, device=device)
+    generator = load_generator(model, device=device.value)
     spb = generator.steps_per_beat
     piece = read_midi(file, steps_per_beat=spb)
     bars = step_in_bar(piece.length_steps, spb, piece.time_signatures)
@@ -119,5 +120,5 @@ def score(
 
 def register(app: typer.Typer) -> None:
     """Add `show` and `score` to the app."""
-    app.command()(show)
-    app.command()(score)
+    app.command(cls=panels.Command)(show)
+    app.command(cls=panels.Command)(score)

@@ -13,10 +13,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tuneforge.cli import panels
 from tuneforge.cli.data_options import (
     DataDirOption,
     FoldOctavesOption,
     KeepPercussionOption,
+    SplitSeedOption,
     StepsPerBeatOption,
 )
 
@@ -57,7 +59,7 @@ PIECE_COLUMNS = (  # the figures of the per-file table, short headers so that fi
 
 def register(app: typer.Typer) -> None:
     """Add `stats` to the app."""
-    app.command()(stats)
+    app.command(cls=panels.Command)(stats)
 
 
 def _gap(value: float | None) -> str:
@@ -167,10 +169,14 @@ def stats(
             "--against",
             metavar="DATA",
             help="Compare with a data set: a MIDI folder, a .mat/.pickle file or a benchmark name.",
+            rich_help_panel=panels.DATA,
         ),
     ] = None,
     split: Annotated[
-        Split, typer.Option(help="The split of DATA whose figures are shown.")
+        Split,
+        typer.Option(
+            help="The split of DATA whose figures are shown.", rich_help_panel=panels.DATA
+        ),
     ] = Split.all,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document only.")] = False,
     steps_per_beat: StepsPerBeatOption = 4,
@@ -179,14 +185,20 @@ def stats(
         typer.Option(
             file_okay=False,
             help="Cache folder (default: $TUNEFORGE_CACHE_DIR or the user cache directory).",
+            rich_help_panel=panels.DATA,
         ),
     ] = None,
     data_dir: DataDirOption = None,
     keep_percussion: KeepPercussionOption = False,
     fold_octaves: FoldOctavesOption = False,
-    split_seed: Annotated[int, typer.Option(help="Seed of DATA's train/valid/test split.")] = 0,
+    split_seed: SplitSeedOption = 0,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Processes that parse files (default: all cores).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes that parse files (default: all cores).",
+            rich_help_panel=panels.DATA,
+        ),
     ] = None,
 ) -> None:
     """Statistics of MIDI files (polyphony, rhythm, range, repetition...), file by file and in

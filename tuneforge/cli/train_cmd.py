@@ -12,11 +12,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tuneforge.cli import panels
 from tuneforge.cli.data_options import (
     DataDirOption,
     FoldOctavesOption,
     KeepPercussionOption,
+    SplitSeedOption,
     StepsPerBeatOption,
+)
+from tuneforge.cli.device_options import (
+    DEFAULT_DEVICE,
+    DeviceOption,
+    ThreadsOption,
 )
 from tuneforge.cli.model_options import (
     ArticulationOption,
@@ -36,6 +43,7 @@ from tuneforge.cli.model_options import (
     PitchFeatureOption,
     WindowSemitonesOption,
     fit_to_data,
+    model_changes,
     model_config_from_options,
     parse_cell_options,  # noqa: F401  re-exported for older callers
 )
@@ -57,15 +65,6 @@ class OptimizerChoice(str, Enum):
     sgd = "sgd"
 
 
-class DeviceChoice(str, Enum):
-    """Where to train."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
 class ProtocolChoice(str, Enum):
     """How NLL is scored (docs/protocols.md)."""
 
@@ -77,7 +76,8 @@ ProtocolOption = Annotated[
     ProtocolChoice,
     typer.Option(
         help="Scoring protocol: tcn (whole pieces, frames 2..T, frame-weighted) or rru "
-        "(silent frames dropped, windows of 200, window-weighted); see docs/protocols.md."
+        "(silent frames dropped, windows of 200, window-weighted); see docs/protocols.md.",
+        rich_help_panel=panels.RUN,
     ),
 ]
 
@@ -110,8 +110,8 @@ _OPTION_FIELDS = {
 
 def register(app: typer.Typer) -> None:
     """Add `train` and `evaluate` to ``app``."""
-    app.command("train")(train_command)
-    app.command("evaluate")(evaluate_command)
+    app.command("train", cls=panels.Command)(train_command)
+    app.command("evaluate", cls=panels.Command)(evaluate_command)
 
 
 # The model options of the command line (names as the model registry knows them).
@@ -152,51 +152,129 @@ def train_command(
     articulation: ArticulationOption = None,
     window_semitones: WindowSemitonesOption = None,
     pitch_feature: PitchFeatureOption = None,
-    optimizer: Annotated[OptimizerChoice, typer.Option(help="Optimizer.")] = OptimizerChoice.adam,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 3e-3,
-    batch_size: Annotated[int, typer.Option(help="Windows per step (all processes).")] = 8,
-    window: Annotated[int, typer.Option(help="Window length in steps (truncated BPTT).")] = 200,
-    epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = 200,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODEL",
+            help="Fine-tune: start from this model's weights and configuration (a shipped name "
+            "such as default, or a checkpoint path); options that would change its "
+            "architecture are refused.",
+            rich_help_panel=panels.MODEL,
+        ),
+    ] = None,
+    optimizer: Annotated[
+        OptimizerChoice, typer.Option(help="Optimizer.", rich_help_panel=panels.OPTIMISATION)
+    ] = OptimizerChoice.adam,
+    lr: Annotated[
+        float, typer.Option(help="Learning rate.", rich_help_panel=panels.OPTIMISATION)
+    ] = 3e-3,
+    batch_size: Annotated[
+        int,
+        typer.Option(help="Windows per step (all processes).", rich_help_panel=panels.OPTIMISATION),
+    ] = 8,
+    window: Annotated[
+        int,
+        typer.Option(
+            "--window-steps",
+            "--window",
+            help="Window length in steps (truncated BPTT).",
+            rich_help_panel=panels.OPTIMISATION,
+        ),
+    ] = 200,
+    epochs: Annotated[
+        int, typer.Option(help="Most epochs to train.", rich_help_panel=panels.OPTIMISATION)
+    ] = 200,
     patience: Annotated[
-        int, typer.Option(help="Stop after this many epochs without a better valid NLL.")
+        int,
+        typer.Option(
+            help="Stop after this many epochs without a better valid NLL.",
+            rich_help_panel=panels.OPTIMISATION,
+        ),
     ] = 10,
-    clip: Annotated[float, typer.Option(help="Max gradient norm (0: no clipping).")] = 5.0,
+    clip: Annotated[
+        float,
+        typer.Option(
+            help="Max gradient norm (0: no clipping).", rich_help_panel=panels.OPTIMISATION
+        ),
+    ] = 5.0,
     transpose: Annotated[
-        int, typer.Option(help="Shift each training piece by up to +-N semitones per epoch.")
+        int,
+        typer.Option(
+            "--transpose-semitones",
+            "--transpose",
+            help="Shift each training piece by up to +-N semitones per epoch.",
+            rich_help_panel=panels.OPTIMISATION,
+        ),
     ] = 0,
     carry_state: Annotated[
-        bool, typer.Option(help="Carry the state across consecutive windows of a piece.")
+        bool,
+        typer.Option(
+            "--carry-state",
+            help="Carry the state across consecutive windows of a piece.",
+            rich_help_panel=panels.OPTIMISATION,
+        ),
     ] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: Annotated[DeviceChoice, typer.Option(help="Device.")] = DeviceChoice.auto,
-    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
-    threads: Annotated[
-        int, typer.Option(help="CPU threads for torch (0: one per core; 1 helps on busy CPUs).")
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Random seed (initial weights, window order, dropout).",
+            rich_help_panel=panels.OPTIMISATION,
+        ),
     ] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/DATA-CELL).")] = None,
+    device: DeviceOption = DEFAULT_DEVICE,
+    amp: Annotated[
+        bool, typer.Option("--amp", help="bf16 autocast on CUDA.", rich_help_panel=panels.DEVICE)
+    ] = False,
+    threads: ThreadsOption = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run folder (default runs/DATA-CELL, or runs/DATA-from-MODEL with --init).",
+            rich_help_panel=panels.RUN,
+        ),
+    ] = None,
     resume: Annotated[
-        bool, typer.Option(help="Continue the run in --out from its `last` checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its `last` checkpoint.",
+            rich_help_panel=panels.RUN,
+        ),
     ] = False,
     data_dir: DataDirOption = None,
     steps_per_beat: StepsPerBeatOption = 4,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/valid/test split.")] = 0,
+    split_seed: SplitSeedOption = 0,
     keep_percussion: KeepPercussionOption = False,
     fold_octaves: FoldOctavesOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress output.", rich_help_panel=panels.RUN),
+    ] = False,
 ) -> None:
     """Train a model on DATA and write checkpoints, metrics and curves to a run folder."""
     from tuneforge.cli.dashboard import Dashboard, PlainLog, summary_table
     from tuneforge.cli.progress import parsing_progress, print_unused_files
     from tuneforge.data.dataset import load_dataset
     from tuneforge.distributed import context_from_env
+    from tuneforge.finetune import initial_model, run_label
     from tuneforge.models.registry import build_model, config_from_dict
     from tuneforge.train import TrainCallbacks, TrainConfig, TrainingInterrupted, train
 
     arguments = locals()
-    model_options = {name: arguments[name] for name in _MODEL_OPTIONS}
     # Every model choice is checked before any data are read.
-    model_config = model_config_from_options(model, model_options, params)
-    run_dir = out or Path("runs") / f"{Path(data).name.lower()}-{_run_label(model, cell)}"
+    start = None
+    if init is not None:
+        if resume:
+            raise ConfigError("--init starts a new run and --resume continues one; give one")
+        start, model_config = _fine_tune_start(ctx, init, arguments, params)
+        steps_per_beat = model_config.steps_per_beat
+        label = f"from-{run_label(init)}"
+    else:
+        model_options = {name: arguments[name] for name in _MODEL_OPTIONS}
+        model_config = model_config_from_options(model, model_options, params)
+        label = _run_label(model, cell)
+    parent = None if start is None else start.parent.to_dict()
+    run_dir = out or Path("runs") / f"{Path(data).name.lower()}-{label}"
     given = {
         name: value
         for name, value in arguments.items()
@@ -215,6 +293,7 @@ def train_command(
                 "or start a new run with another --out"
             )
         model_config = config_from_dict(saved["model_config"])
+        parent = saved.get("parent")
         # Read the data as the run did, unless told otherwise.
         if not _from_command_line(ctx, "steps_per_beat"):
             steps_per_beat = int(saved.get("steps_per_beat", steps_per_beat))
@@ -250,14 +329,22 @@ def train_command(
             fold_octaves=fold_octaves,
             on_progress=on_progress,
         )
-    if not resume:
+    if start is not None and dataset.steps_per_beat != model_config.steps_per_beat:
+        raise ConfigError(
+            f"{data} has {dataset.steps_per_beat} steps per beat and --init {init} reads "
+            f"{model_config.steps_per_beat}; fine-tune on a MIDI folder"
+        )
+    if not resume and start is None:
         model_config = fit_to_data(
             model_config,
             steps_per_beat=dataset.steps_per_beat,
             onsets_known=dataset.onsets is not None,
             articulation=articulation,
         )
-    network = build_model(model_config, seed=config.seed)
+    if start is None:
+        network = build_model(model_config, seed=config.seed)
+    else:
+        network = initial_model(start, model_config, seed=config.seed)
     console = Console(highlight=False)
     if dataset.report is not None and is_main and not quiet:
         print_unused_files(dataset.report, data, Console(stderr=True, highlight=False))
@@ -282,6 +369,7 @@ def train_command(
             callbacks=view,
             resume=resume,
             data_meta=data_meta,
+            parent=parent,
         )
     except TrainingInterrupted as stop:
         _stop(view)
@@ -312,17 +400,21 @@ def evaluate_command(
     checkpoint: Annotated[
         Path, typer.Argument(help="A run folder (its best checkpoint) or a checkpoint file.")
     ],
-    data: Annotated[str, typer.Argument(help=DATA_HELP)],
+    data: Annotated[
+        str | None,
+        typer.Argument(help=DATA_HELP + " Default: the data the run was trained on."),
+    ] = None,
     split: Annotated[SplitChoice, typer.Option(help="Which split to score.")] = SplitChoice.test,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
     data_dir: DataDirOption = None,
-    device: Annotated[DeviceChoice, typer.Option(help="Device.")] = DeviceChoice.auto,
+    device: DeviceOption = DEFAULT_DEVICE,
     batch_size: Annotated[int, typer.Option(help="Whole pieces per batch.")] = 32,
     protocol: ProtocolOption = ProtocolChoice.tcn,
 ) -> None:
-    """Score a checkpoint on DATA: per-frame NLL (nats), frame accuracy and frame count."""
+    """Score a checkpoint on DATA (default: the data it was trained on): per-frame NLL (nats),
+    frame accuracy and frame count."""
     from tuneforge.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(
@@ -344,7 +436,7 @@ def evaluate_command(
         title_justify="left",
     )
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     table.add_row("protocol", report.protocol)
     table.add_row("NLL (nats per frame)", f"{report.nll:.4f}")
     table.add_row("frame accuracy", f"{report.frame_accuracy:.4f}")
@@ -359,6 +451,21 @@ def evaluate_command(
     if report.fingerprint_matches is False:
         table.add_row("[yellow]note[/yellow]", "these data differ from the training data")
     console.print(table)
+
+
+def _fine_tune_start(ctx: typer.Context, init: str, arguments: dict[str, Any], params):
+    """The parent model --init names, and the config of the run: the parent's, with the model
+    options typed on this command line applied where they keep its architecture."""
+    from tuneforge.finetune import fine_tune_config, load_parent
+
+    start = load_parent(init)
+    typed = {name: arguments[name] for name in _MODEL_OPTIONS if _from_command_line(ctx, name)}
+    if _from_command_line(ctx, "model"):
+        typed["kind"] = arguments["model"]
+    changes = model_changes(start.config, typed, params)
+    if _from_command_line(ctx, "steps_per_beat"):
+        changes["steps_per_beat"] = arguments["steps_per_beat"]
+    return start, fine_tune_config(start, changes)
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
