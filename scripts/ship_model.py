@@ -56,6 +56,8 @@ def main() -> None:
         "scored_frames": scores["test"].scored_frames,
         "command": args.command,
     }
+    if meta.get("parent"):
+        card["parent"] = meta["parent"]  # a fine-tuned model names the model it started from
     card_path = PRETRAINED / f"{args.name}.card.json"
     card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {target}, {target.with_suffix('.json')} and {card_path}")

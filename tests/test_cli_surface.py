@@ -241,3 +241,13 @@ def test_evaluate_without_data_of_a_model_that_records_none(tmp_path):
     path = save_tiny(tmp_path, "hand-made")
     result = runner.invoke(app, ["evaluate", str(path)])
     assert result.exit_code == 1 and "records no training data" in result.stderr
+
+
+def test_models_table_shows_the_whole_folder(tmp_path, monkeypatch):
+    folder = tmp_path / ("a-long-name-for-a-folder-of-models-" * 3) / "pretrained"
+    save_tiny(folder, "default")
+    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(folder))
+    result = runner.invoke(app, ["models"], env=NARROW)
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    assert str(folder) in "".join(line.strip() for line in result.output.splitlines())

@@ -395,11 +395,11 @@ def models(
         console.print(f"no models shipped in {pretrained_root()}")
         return
     table = Table(
-        title=f"shipped models ({pretrained_root()})",
+        title=f"shipped models ({escape(str(pretrained_root()))})",
         caption="* used when --model is not given",
     )
     for column in ("name", "cell", "parameters", "data", "valid NLL", "test NLL", "size"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for model in shipped:
         card = model.card
         summary = model.summary()
