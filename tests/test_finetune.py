@@ -120,3 +120,9 @@ def test_init_takes_a_shipped_name_and_its_grid(tmp_path, monkeypatch):
     assert other_grid.exit_code == 1 and "steps_per_beat 4 -> 2" in other_grid.stderr
     unknown = runner.invoke(app, ["train", str(folder), "--init", "no-such-model"])
     assert unknown.exit_code == 1 and "no shipped model 'no-such-model'" in unknown.stderr
+
+
+def test_a_trained_model_given_as_the_kind_points_to_init(parent):
+    data, run = parent
+    result = runner.invoke(app, ["train", str(data), "--model", str(run)])
+    assert result.exit_code == 1 and f"use --init {run}" in result.stderr

@@ -270,6 +270,7 @@ def train_command(
         steps_per_beat = model_config.steps_per_beat
         label = f"from-{run_label(init)}"
     else:
+        _check_kind(model)
         model_options = {name: arguments[name] for name in _MODEL_OPTIONS}
         model_config = model_config_from_options(model, model_options, params)
         label = _run_label(model, cell)
@@ -451,6 +452,20 @@ def evaluate_command(
     if report.fingerprint_matches is False:
         table.add_row("[yellow]note[/yellow]", "these data differ from the training data")
     console.print(table)
+
+
+def _check_kind(kind: str) -> None:
+    """--kind (--model) names a kind of model; a trained model given there meant --init."""
+    from tuneforge.models.registry import model_names
+    from tuneforge.shipped import list_models
+
+    if kind not in model_names() and (
+        Path(kind).exists() or kind in {m.name for m in list_models()}
+    ):
+        raise ConfigError(
+            f"--kind (--model) names a kind of model ({', '.join(model_names())}); to start "
+            f"from the trained model {kind!r}, use --init {kind}"
+        )
 
 
 def _fine_tune_start(ctx: typer.Context, init: str, arguments: dict[str, Any], params):
