@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,32 +27,81 @@ def _need(*binaries: str) -> None:
         pytest.skip(f"needs {', '.join(missing)} (apt-get install jackd2 fluidsynth)")
 
 
+START_ATTEMPTS = 3
+START_WAIT_S = 20  # per attempt; a cold start on a loaded 2-core machine takes a few seconds
+
+
+def _log_tail(path: Path, limit: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+def _stop_server(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def _shm_state() -> str:
+    usage = shutil.disk_usage("/dev/shm") if os.path.isdir("/dev/shm") else None
+    if usage is None:
+        return "/dev/shm is missing"
+    entries = sorted(os.listdir("/dev/shm"))
+    return f"/dev/shm: {usage.free // 2**20} MiB free, {len(entries)} entries {entries[:12]}"
+
+
+def start_jack_server(name: str, log_dir: Path) -> tuple[subprocess.Popen, str]:
+    """Start ``jackd -n NAME -d dummy``; return it and its name once clients can connect.
+
+    jackd writes to a log file (an unread pipe would fill and stall it). A start that does not
+    come up is retried under a new name; the failure names what jackd and /dev/shm said."""
+    failures = []
+    for attempt in range(START_ATTEMPTS):
+        server_name = name if attempt == 0 else f"{name}-{attempt}"
+        log_path = log_dir / f"jackd-{server_name}.log"
+        command = ["jackd", "-n", server_name, "--no-realtime", "-d", "dummy"]
+        command += ["-r", str(SAMPLE_RATE_HZ), "-p", str(PERIOD_FRAMES)]
+        with log_path.open("w") as log:
+            server = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        env = {**os.environ, "JACK_DEFAULT_SERVER": server_name, "JACK_NO_START_SERVER": "1"}
+        try:
+            ready = subprocess.run(
+                ["jack_wait", "-w", "-t", str(START_WAIT_S)],
+                capture_output=True,
+                text=True,
+                timeout=START_WAIT_S + 10,
+                env=env,
+            )
+            up = ready.returncode == 0 and server.poll() is None
+        except subprocess.TimeoutExpired:
+            up = False
+        if up:
+            return server, server_name
+        _stop_server(server)
+        failures.append(f"attempt {attempt + 1}: exit {server.returncode}: {_log_tail(log_path)}")
+    pytest.fail(f"jackd did not start ({_shm_state()}):\n" + "\n".join(failures))
+
+
 @pytest.fixture
-def jack_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def jack_server(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Iterator[str]:
     """Start ``jackd -d dummy`` under a unique name; yield the name; always stop it."""
     _need("jackd", "jack_wait")
     name = f"tuneforge-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    server, name = start_jack_server(name, tmp_path_factory.mktemp("jackd"))
     monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
     monkeypatch.setenv("JACK_NO_START_SERVER", "1")
-    command = ["jackd", "-n", name, "--no-realtime", "-d", "dummy"]
-    command += ["-r", str(SAMPLE_RATE_HZ), "-p", str(PERIOD_FRAMES)]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        ready = subprocess.run(
-            ["jack_wait", "-w", "-t", "10"], capture_output=True, text=True, timeout=15
-        )
-        if ready.returncode != 0 or server.poll() is not None:
-            pytest.fail(f"jackd did not start: {ready.stdout} {ready.stderr}")
         yield name
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-        if server.stdout is not None:
-            server.stdout.close()
+        _stop_server(server)
 
 
 class MidiRecorder:

@@ -185,8 +185,11 @@ def test_the_listening_commands_work_as_written(source, tmp_path):
             env=env,
             start_new_session=True,
         )
+        timed_out = False
         try:
             shell.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            timed_out = True
         finally:
             try:
                 os.killpg(shell.pid, signal.SIGTERM)
@@ -198,6 +201,7 @@ def test_the_listening_commands_work_as_written(source, tmp_path):
             if pid_file.exists():
                 _stop(int(pid_file.read_text()))
     stdout, stderr = out_path.read_text(), err_path.read_text()
+    assert not timed_out, f"the commands did not finish in 90 s:\n{stdout}\n{stderr[-3000:]}"
     assert shell.returncode == 0, stdout + stderr
     assert "on jack: fluidsynth" in stdout and "sent 6 messages" in stdout, stdout
     assert "warning" not in stderr
