@@ -110,7 +110,7 @@ def test_render_writes_a_wav_beside_each_midi(shipped, tmp_path):
         (["--key", "H major"], "unknown tonic"),
         (["--pitch-range", "60"], "pitch range"),
         (["--model", "no-such-model"], "no shipped model"),
-        (["--tempo", "0"], "tempo must be > 0"),
+        (["--tempo", "0"], "tempo-bpm must be at least 4"),
     ],
 )
 def test_bad_options_are_one_line_errors(shipped, tmp_path, args, message):

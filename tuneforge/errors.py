@@ -34,3 +34,7 @@ class TrainingError(TuneforgeError):
 
 class PlaybackError(TuneforgeError):
     """Live MIDI output or audio rendering failed (no port, no synth, no SoundFont)."""
+
+
+class OutputError(TuneforgeError):
+    """A file or folder could not be written (read-only, missing parent, full disk, in use)."""

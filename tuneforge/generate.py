@@ -19,7 +19,9 @@ import torch
 
 from tuneforge import __version__
 from tuneforge.errors import ConfigError
+from tuneforge.files import make_folder, replacing, write_text
 from tuneforge.sample import SampledStep, SamplingOptions, sample_steps
+from tuneforge.validate import check_numbers
 
 PROVENANCE_PREFIX = "tuneforge-provenance "  # starts the MIDI text meta event
 FILE_PREFIX = "tuneforge"
@@ -110,6 +112,21 @@ class Request:
     melody: Primer | None = None  # harmonize it; its length is num_steps
     tempo_bpm: float = 120.0
     program: int = 0  # General MIDI program of the written files
+    overwrite: bool = False  # replace files of the same name; else pick a new numbered name
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on a number no generation can use (tuneforge.validate)."""
+        check_numbers(
+            {
+                "num_steps": self.num_steps,
+                "num_pieces": self.num_pieces,
+                "seed": self.seed,
+                "temperature": self.options.temperature,
+                "max_polyphony": self.options.max_polyphony,
+                "tempo_bpm": self.tempo_bpm,
+                "program": self.program,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,7 @@ class GeneratedPiece:
     roll: np.ndarray  # (T, P) uint8, primer included
     provenance: dict[str, Any]
     onsets: np.ndarray | None = None  # (T, P) uint8, where notes are struck
+    taken_path: Path | None = None  # the name it would have had, were that file not there
 
     @property
     def duration_s(self) -> float:
@@ -179,12 +197,8 @@ def generate(
     """
     from tuneforge.music.midi import roll_to_midi
 
-    if request.tempo_bpm <= 0:
-        raise ConfigError(f"tempo must be > 0 bpm, got {request.tempo_bpm}")
-    if not 0 <= request.program <= 127:
-        raise ConfigError(f"program must be a General MIDI program 0..127, got {request.program}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    request.check()
+    out_dir = make_folder(out_dir)
     primer_roll = None if request.primer is None else request.primer.roll
     stream = sample_steps(
         generator.model,
@@ -219,6 +233,11 @@ def generate(
     struck = torch.stack([step.onsets for step in steps], dim=1).numpy()  # (B, T, P)
     log_likelihood = torch.stack([step.log_likelihood for step in steps], dim=1).numpy()
 
+    stems = [
+        f"{FILE_PREFIX}-{generator.name}-s{request.seed}-{index + 1:02d}"
+        for index in range(request.num_pieces)
+    ]
+    suffix = "" if request.overwrite else free_suffix(out_dir, stems)
     pieces = []
     for index in range(request.num_pieces):
         roll, onsets = sampled[index], struck[index]
@@ -229,16 +248,19 @@ def generate(
             roll = np.concatenate([primer_roll.astype(np.uint8), roll])
             onsets = np.concatenate([np.asarray(primer_onsets, dtype=np.uint8), onsets])
         record = provenance_of(generator, request, index)
-        stem = f"{FILE_PREFIX}-{generator.name}-s{request.seed}-{index + 1:02d}"
-        midi_path = roll_to_midi(
-            roll,
-            out_dir / f"{stem}.mid",
-            onsets=onsets,
-            steps_per_beat=generator.steps_per_beat,
-            tempo_bpm=request.tempo_bpm,
-            program=request.program,
-            text_meta=PROVENANCE_PREFIX + json.dumps(record, sort_keys=True, separators=(",", ":")),
-        )
+        stem = stems[index] + suffix
+        midi_path = out_dir / f"{stem}.mid"
+        with replacing(midi_path) as partial:
+            roll_to_midi(
+                roll,
+                partial,
+                onsets=onsets,
+                steps_per_beat=generator.steps_per_beat,
+                tempo_bpm=request.tempo_bpm,
+                program=request.program,
+                text_meta=PROVENANCE_PREFIX
+                + json.dumps(record, sort_keys=True, separators=(",", ":")),
+            )
         sidecar_path = out_dir / f"{stem}.json"
         scored = log_likelihood[index]
         sidecar = {
@@ -249,11 +271,24 @@ def generate(
             "log_likelihood": float(np.nansum(scored)),
             "scored_steps": int(np.isfinite(scored).sum()),
         }
-        sidecar_path.write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n", "utf-8")
-        pieces.append(GeneratedPiece(midi_path, sidecar_path, roll, record, onsets))
+        write_text(sidecar_path, json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+        taken = out_dir / f"{stems[index]}.mid" if suffix else None
+        pieces.append(GeneratedPiece(midi_path, sidecar_path, roll, record, onsets, taken))
     if interrupted is not None:
         raise interrupted
     return pieces
+
+
+def free_suffix(out_dir: Path, stems: list[str]) -> str:
+    """``""`` when no file of ``stems`` (MIDI, sidecar or WAV) is in ``out_dir``, else the
+    first ``-2``, ``-3``, ... that makes every name of the batch new."""
+    number = 1
+    while True:
+        suffix = "" if number == 1 else f"-{number}"
+        names = [f"{stem}{suffix}{ext}" for stem in stems for ext in (".mid", ".json", ".wav")]
+        if not any((out_dir / name).exists() or (out_dir / name).is_symlink() for name in names):
+            return suffix
+        number += 1
 
 
 def read_provenance(midi_path: str | Path) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,11 @@ from tuneforge.distributed import (
     init_process_group,
     shard,
 )
-from tuneforge.errors import ConfigError, TrainingError
+from tuneforge.errors import ConfigError, DataError, TrainingError
 from tuneforge.evaluate import FrameScores, score_rolls
+from tuneforge.files import replacing, write_text
 from tuneforge.models.registry import describe_model
+from tuneforge.run_folder import check_run_folder, locked
 from tuneforge.train_batches import estimate_steps, plan_epoch
 from tuneforge.train_config import OPTIMIZERS, TrainConfig, make_optimizer
 from tuneforge.train_events import (
@@ -66,6 +69,11 @@ __all__ = [
     "TrainingInterrupted",
     "train",
 ]
+
+# Guessing each of 88 pitches by a coin flip costs 88 ln 2 = 61 nats per frame; a loss ten
+# times that is no longer learning anything, it is diverging.
+COIN_FLIP_NATS = 88 * math.log(2)
+DIVERGED_NATS = 10 * COIN_FLIP_NATS
 
 
 def train(
@@ -92,30 +100,45 @@ def train(
     from ``run_dir/last``. ``parent`` (:meth:`tuneforge.finetune.Parent.to_dict`) records the
     model a fine-tuning run started from, in config.json and every checkpoint. Raises
     :class:`TrainingInterrupted` on Ctrl-C and :class:`TrainingError` when the loss stops
-    being finite.
+    being finite or diverges. ``run_dir`` must be missing, empty or a run
+    (:mod:`tuneforge.run_folder`); it is locked while the training writes to it.
     """
     config.check()
     run_dir = Path(run_dir)
+    check_run_folder(run_dir, resume=resume)
+    _check_lengths(dataset)
     context = context_from_env()
     device = choose_device(config.device, local_rank=context.local_rank)
     set_cpu_threads(config.threads)
     init_process_group(context, device)
     try:
-        return _train(
-            config,
-            model,
-            dataset,
-            run_dir,
-            callbacks or TrainCallbacks(),
-            resume,
-            {**(data_meta or {}), **({"parent": parent} if parent else {})},
-            context,
-            device,
-        )
+        with locked(run_dir) if context.is_main else nullcontext():
+            return _train(
+                config,
+                model,
+                dataset,
+                run_dir,
+                callbacks or TrainCallbacks(),
+                resume,
+                {**(data_meta or {}), **({"parent": parent} if parent else {})},
+                context,
+                device,
+            )
     except KeyboardInterrupt:
         raise TrainingInterrupted(run_dir, _resume_epoch(run_dir)) from None
     finally:
         destroy_process_group(context)
+
+
+def _check_lengths(dataset) -> None:
+    """Training needs pieces of two frames or more (a frame is predicted from the one before)."""
+    for split in ("train", "valid"):
+        rolls = getattr(dataset, split)
+        if rolls and not any(len(roll) >= 2 for roll in rolls):
+            raise DataError(
+                f"every piece of the {split} split of {dataset.name} is shorter than 2 steps, "
+                "too short to score; use longer pieces or more --steps-per-beat"
+            )
 
 
 def _train(
@@ -151,8 +174,8 @@ def _train(
     history = [EpochInfo(**entry) for entry in progress["history"]]
     barrier(context)  # every process has checked the run folder before rank 0 writes to it
     if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(
+        write_text(
+            run_dir / "config.json",
             json.dumps(
                 {
                     **meta_base,
@@ -163,7 +186,6 @@ def _train(
                 indent=2,
                 sort_keys=True,
             ),
-            encoding="utf-8",
         )
         _write_metrics(run_dir, history)
         if not resume:
@@ -206,6 +228,11 @@ def _train(
             network, model, optimizer, dataset, config, epoch, context, device, callbacks, started
         )
         scores = _score(model, dataset, "valid", config, context, device)
+        if not math.isfinite(scores.nll) or scores.nll > DIVERGED_NATS:
+            raise TrainingError(
+                f"the valid NLL became {scores.nll:.4g} nats per frame at epoch {epoch + 1}; "
+                f"the run diverged; lower --lr (now {config.lr:g})"
+            )
         epoch_s = time.perf_counter() - started
         improved = scores.nll < progress["best_valid_nll"]
         if improved:
@@ -288,6 +315,12 @@ def _run_epoch(
                 f"checkpoint is kept; lower --lr (now {config.lr:g}) or clip harder with --clip "
                 f"(now {config.clip:g})"
             )
+        if batch_loss > DIVERGED_NATS:
+            raise TrainingError(
+                f"the loss reached {batch_loss:.0f} nats per frame at epoch {epoch + 1}, step "
+                f"{step}, ten times a coin flip per pitch ({COIN_FLIP_NATS:.0f}): the run "
+                f"diverged; the last good checkpoint is kept; lower --lr (now {config.lr:g})"
+            )
         optimizer.step()
         state = detach_state(state) if config.carry_state else None
         loss_sum += batch_loss * global_frames
@@ -332,7 +365,8 @@ def _finish(
     if dataset.test and (run_dir / "best.json").exists():
         best = load_checkpoint(run_dir / "best", device=device)
         scores = _score(best.model, dataset, "test", config, context, device)
-        test_nll, test_accuracy, test_frames = scores.nll, scores.accuracy, scores.frames
+        if scores.frames > 0:  # test pieces all too short to score: no test figure
+            test_nll, test_accuracy, test_frames = scores.nll, scores.accuracy, scores.frames
     return TrainResult(
         run_dir=run_dir,
         history=history,
@@ -382,6 +416,8 @@ def _restore(last_path: Path, config, model, optimizer, device, fingerprint: str
         raise ConfigError(f"{last_path} holds no training progress; start a new run instead")
     model.load_state_dict(checkpoint.model.state_dict())
     optimizer.load_state_dict(checkpoint.optimizer_state)
+    for group in optimizer.param_groups:  # the saved state holds the old rate; --lr may change it
+        group["lr"] = config.lr
     return progress
 
 
@@ -397,10 +433,11 @@ def _resume_epoch(run_dir: Path) -> int | None:
 def _write_metrics(run_dir: Path, history: list[EpochInfo]) -> None:
     # Rewritten whole each epoch, so a resumed run never repeats an epoch's line.
     lines = "".join(json.dumps(asdict(entry)) + "\n" for entry in history)
-    (run_dir / "metrics.jsonl").write_text(lines, encoding="utf-8")
+    write_text(run_dir / "metrics.jsonl", lines)
 
 
 def _plot(run_dir: Path, history: list[EpochInfo]) -> None:
     from tuneforge.curves import plot_curves
 
-    plot_curves(history, run_dir / "curves.png")
+    with replacing(run_dir / "curves.png") as partial:
+        plot_curves(history, partial)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from tuneforge.errors import ConfigError
+from tuneforge.validate import LIMITS, check_numbers
 
 OPTIMIZERS = ("adam", "rmsprop", "radam", "adagrad", "sgd")
 
@@ -40,22 +41,12 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def check(self) -> None:
-        """Raise :class:`ConfigError` on a value no run could use."""
+        """Raise :class:`ConfigError` on a value no run could use (ranges: tuneforge.validate)."""
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"unknown optimizer {self.optimizer!r}; choose {', '.join(OPTIMIZERS)}"
             )
-        for name in ("batch_size", "window_steps", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}")
-        if self.patience < 1 or self.clip < 0 or self.transpose_semitones < 0 or self.threads < 0:
-            raise ConfigError(
-                "--patience must be >= 1; --clip, --transpose and --threads must be >= 0"
-            )
-        if not self.time_budget_s >= 0:
-            raise ConfigError(f"the time budget must be >= 0 s, got {self.time_budget_s}")
+        check_numbers({f.name: getattr(self, f.name) for f in fields(self) if f.name in LIMITS})
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -2,7 +2,8 @@
 
 Each command lives in its own module under `tuneforge.cli` and registers itself here. Errors of
 the :class:`~tuneforge.errors.TuneforgeError` family are printed once, in red, on stderr, and
-exit with status 1 (usage errors exit 2, as click does); `--debug` shows the traceback instead.
+exit with status 1 (usage errors exit 2, as click does); so does an OSError that names a file.
+`--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.markup import escape
 from tuneforge import __version__
 from tuneforge.cli.panels import Group
 from tuneforge.errors import TuneforgeError
+from tuneforge.files import os_error_line
 
 # Command modules, each with a `register(app)` function. Imported when the app is built so that
 # each keeps its heavy imports (torch, rtmidi, fluidsynth) inside its command bodies.
@@ -46,8 +48,18 @@ class _ErrorReportingGroup(Group):
         except TuneforgeError as error:
             if ctx.meta.get("tuneforge.debug"):
                 raise
-            err_console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True)
+            _print_error(str(error))
             ctx.exit(1)
+        except OSError as error:
+            # A file the library opened without a friendlier message: still one line.
+            if ctx.meta.get("tuneforge.debug") or error.filename is None:
+                raise
+            _print_error(os_error_line(error, error.filename, "use"))
+            ctx.exit(1)
+
+
+def _print_error(line: str) -> None:
+    err_console.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True)
 
 
 app = typer.Typer(

@@ -140,6 +140,15 @@ def generate(
     program: Annotated[
         int, typer.Option(help="General MIDI program (0 = piano).", rich_help_panel=panels.OUTPUT)
     ] = 0,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace files of the same name in --out (default: write under a new "
+            "numbered name and say so).",
+            rich_help_panel=panels.OUTPUT,
+        ),
+    ] = False,
     render: Annotated[
         bool,
         typer.Option(
@@ -208,7 +217,23 @@ def generate(
     from tuneforge.generate import Request, load_generator, read_primer
     from tuneforge.generate import generate as run_generation
     from tuneforge.sample import SamplingOptions, parse_pitch_range
+    from tuneforge.validate import check_numbers
 
+    # Every number is checked before the model is loaded.
+    check_numbers(
+        {
+            "temperature": temp,
+            "length_beats": length,
+            "num_steps": steps,
+            "num_pieces": num,
+            "seed": seed,
+            "primer_beats": primer_beats,
+            "max_polyphony": max_polyphony,
+            "max_silence_beats": max_silence_beats,
+            "tempo_bpm": tempo,
+            "program": program,
+        }
+    )
     if json_output and quiet:
         raise ConfigError("give --json or --quiet, not both")
     if length is not None and steps is not None:
@@ -251,7 +276,9 @@ def generate(
         melody=tune,
         tempo_bpm=tempo,
         program=program,
+        overwrite=overwrite,
     )
+    request.check()  # a length in beats is checked in steps too
     consume = None
     if play:
         from tuneforge.playback.outputs import OutputRequest
@@ -263,6 +290,13 @@ def generate(
     except KeyboardInterrupt:
         say.print("[yellow]stopped[/yellow]; all notes off")
         raise typer.Exit(130) from None
+    for piece in pieces:
+        if piece.taken_path is not None:
+            say.print(
+                f"{escape(piece.taken_path.name)} exists; wrote {escape(piece.midi_path.name)} "
+                "instead (--overwrite replaces)",
+                soft_wrap=True,
+            )
     wavs = _render_all(pieces, soundfont) if render else [None] * len(pieces)
     stats_line = None
     if stats:
@@ -374,11 +408,14 @@ def _live_player(where, steps_per_beat, tempo_bpm, program, generator, say: Cons
 
 def _render_all(pieces, soundfont: Path | None) -> list:
     """Render each generated MIDI file to a WAV beside it; the render reports."""
-    from tuneforge.playback.render import render_midi
+    from tuneforge.cli.render_cmd import render_file
     from tuneforge.playback.soundfont import find_soundfont
 
     soundfont_path = find_soundfont(soundfont)
-    return [render_midi(piece.midi_path, soundfont_path=soundfont_path) for piece in pieces]
+    return [
+        render_file(piece.midi_path, piece.midi_path.with_suffix(".wav"), soundfont_path)
+        for piece in pieces
+    ]
 
 
 def models(
@@ -392,7 +429,7 @@ def models(
         typer.echo(json.dumps([m.summary() for m in shipped], indent=2, sort_keys=True))
         return
     if not shipped:
-        console.print(f"no models shipped in {pretrained_root()}")
+        console.print(f"no models shipped in {escape(str(pretrained_root()))}")
         return
     table = Table(
         title=f"shipped models ({escape(str(pretrained_root()))})",
@@ -405,10 +442,10 @@ def models(
         summary = model.summary()
         name = model.name + (" *" if model.name == DEFAULT_MODEL else "")
         table.add_row(
-            name,
-            str(summary["cell"] or "?"),
+            escape(name),
+            escape(str(summary["cell"] or "?")),
             f"{card['parameters']:,}" if isinstance(card.get("parameters"), int) else "?",
-            str(card.get("data", "?")),
+            escape(str(card.get("data", "?"))),
             _number(card.get("valid_nll")),
             _number(card.get("test_nll")),
             _size(model.size_bytes),

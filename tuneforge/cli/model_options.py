@@ -9,6 +9,7 @@ import typer
 
 from tuneforge.cli.panels import MODEL as PANEL
 from tuneforge.errors import ConfigError
+from tuneforge.validate import check_model_config
 
 ModelOption = Annotated[
     str,
@@ -180,6 +181,7 @@ def model_config_from_options(kind: str, options: dict[str, Any], params: int | 
         from tuneforge.models.budget import width_for_budget
 
         config = width_for_budget(config, params)
+    check_model_config(config)
     return config
 
 

@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tuneforge.cli import panels
+from tuneforge.errors import ConfigError
 
 console = Console(highlight=False)
 
@@ -40,20 +42,41 @@ def render(
     ] = 1.0,
 ) -> None:
     """Render a MIDI file to a WAV file, faster than real time."""
-    from tuneforge.playback.render import render_midi
     from tuneforge.playback.soundfont import find_soundfont
+    from tuneforge.validate import check_numbers
 
+    check_numbers({"sample_rate_hz": sample_rate, "gain": gain, "tail_s": tail})
+    target = file.with_suffix(".wav") if out is None else out
+    if target.exists() and target.resolve() == file.resolve():
+        raise ConfigError(f"--out {target} is the MIDI file being rendered; name a .wav file")
     soundfont_path = find_soundfont(soundfont)
+    if target.exists() and target.resolve() == soundfont_path.resolve():
+        raise ConfigError(f"--out {target} is the SoundFont; name a .wav file")
     started = time.perf_counter()
-    report = render_midi(
-        file, out, soundfont_path=soundfont_path, sample_rate_hz=sample_rate, gain=gain, tail_s=tail
+    report = render_file(
+        file, target, soundfont_path, sample_rate_hz=sample_rate, gain=gain, tail_s=tail
     )
     elapsed_s = time.perf_counter() - started
     speed = report.duration_s / elapsed_s if elapsed_s > 0 else float("inf")
     console.print(
-        f"wrote {report.path} ({report.duration_s:.1f} s at {report.sample_rate_hz} Hz, "
-        f"peak {report.peak:.2f}; {speed:.0f}x real time) with {soundfont_path.name}"
+        f"wrote {escape(str(report.path))} ({report.duration_s:.1f} s at "
+        f"{report.sample_rate_hz} Hz, peak {report.peak:.2f}; {speed:.0f}x real time) with "
+        f"{escape(soundfont_path.name)}",
+        soft_wrap=True,
     )
+
+
+def render_file(midi_path: Path, wav_path: Path, soundfont_path: Path, **options):
+    """Render ``midi_path`` to ``wav_path`` through a temporary file that then replaces it
+    (:mod:`tuneforge.files`); the render report, naming ``wav_path``."""
+    from dataclasses import replace
+
+    from tuneforge.files import replacing
+    from tuneforge.playback.render import render_midi
+
+    with replacing(wav_path) as partial:
+        report = render_midi(midi_path, partial, soundfont_path=soundfont_path, **options)
+    return replace(report, path=wav_path)
 
 
 def register(app: typer.Typer) -> None:

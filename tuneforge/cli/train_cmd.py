@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli import panels
@@ -47,7 +48,7 @@ from tuneforge.cli.model_options import (
     model_config_from_options,
     parse_cell_options,  # noqa: F401  re-exported for older callers
 )
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, DataError
 
 DATA_HELP = (
     "A MIDI folder, a benchmark file (.mat or .pickle) or a benchmark name "
@@ -258,10 +259,14 @@ def train_command(
     from tuneforge.distributed import context_from_env
     from tuneforge.finetune import initial_model, run_label
     from tuneforge.models.registry import build_model, config_from_dict
+    from tuneforge.run_folder import check_run_folder, lock_holder
+    from tuneforge.stop_signals import terminate_as_interrupt
     from tuneforge.train import TrainCallbacks, TrainConfig, TrainingInterrupted, train
+    from tuneforge.validate import check_model_config, check_numbers
 
     arguments = locals()
-    # Every model choice is checked before any data are read.
+    # Every number and model choice is checked before any data are read.
+    check_numbers({"steps_per_beat": steps_per_beat, "split_seed": split_seed, "params": params})
     start = None
     if init is not None:
         if resume:
@@ -274,6 +279,7 @@ def train_command(
         model_options = {name: arguments[name] for name in _MODEL_OPTIONS}
         model_config = model_config_from_options(model, model_options, params)
         label = _run_label(model, cell)
+    check_model_config(model_config)
     parent = None if start is None else start.parent.to_dict()
     run_dir = out or Path("runs") / f"{Path(data).name.lower()}-{label}"
     given = {
@@ -281,19 +287,18 @@ def train_command(
         for name, value in arguments.items()
         if name in _OPTION_FIELDS and _from_command_line(ctx, name)
     }
+    check_run_folder(run_dir, resume=resume)
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise ConfigError(
+            f"{run_dir} is in use by a training (pid {holder}); wait for it to end, stop it, "
+            "or pick another --out"
+        )
     if resume:
         config, saved = _resumed_config(run_dir, given)
-        changed = [
-            "--" + name.replace("_", "-")
-            for name in (*_MODEL_OPTIONS, "model", "params")
-            if _from_command_line(ctx, name)
-        ]
-        if changed:
-            raise ConfigError(
-                f"--resume keeps the run's model; drop {', '.join(changed)} "
-                "or start a new run with another --out"
-            )
+        config.check()
         model_config = config_from_dict(saved["model_config"])
+        _refuse_model_changes(ctx, arguments, model_config, params)
         parent = saved.get("parent")
         # Read the data as the run did, unless told otherwise.
         if not _from_command_line(ctx, "steps_per_beat"):
@@ -361,37 +366,31 @@ def train_command(
         "keep_percussion": keep_percussion,
         "fold_octaves": fold_octaves,
     }
-    try:
-        result = train(
-            config,
-            dataset,
-            model=network,
-            run_dir=run_dir,
-            callbacks=view,
-            resume=resume,
-            data_meta=data_meta,
-            parent=parent,
-        )
-    except TrainingInterrupted as stop:
-        _stop(view)
-        if is_main:
-            err = Console(stderr=True, highlight=False)
-            if stop.epoch is None:
-                err.print("[yellow]interrupted[/yellow] before anything was saved; start again")
-            else:
-                command = _resume_command(data, run_dir, data_dir)
-                err.print(
-                    f"[yellow]interrupted[/yellow]; {run_dir / 'last'} holds the run at the "
-                    f"start of epoch {stop.epoch + 1}; resume with: {command}",
-                    soft_wrap=True,
-                )
-        raise typer.Exit(130) from None
-    finally:
-        _stop(view)
+    # SIGTERM (kill, a scheduler's time limit) stops the run as Ctrl-C does.
+    with terminate_as_interrupt() as signalled:
+        try:
+            result = train(
+                config,
+                dataset,
+                model=network,
+                run_dir=run_dir,
+                callbacks=view,
+                resume=resume,
+                data_meta=data_meta,
+                parent=parent,
+            )
+        except TrainingInterrupted as stop:
+            _stop(view)
+            if is_main:
+                _report_interruption(stop, signalled.signum, data, run_dir, data_dir)
+            raise typer.Exit(signalled.exit_status) from None
+        finally:
+            _stop(view)
     if is_main:
         if quiet:
             console.print(
-                f"best valid NLL {result.best_valid_nll:.4f}; run folder {run_dir}", soft_wrap=True
+                f"best valid NLL {result.best_valid_nll:.4f}; run folder {escape(str(run_dir))}",
+                soft_wrap=True,
             )
         else:
             console.print(summary_table(result))
@@ -427,6 +426,11 @@ def evaluate_command(
         batch_size=batch_size,
         protocol=protocol.value,
     )
+    if report.frames == 0:
+        raise DataError(
+            f"no piece of the {report.split} split is long enough to score (2 steps or more); "
+            "score another split or longer pieces"
+        )
     console = Console(highlight=False)
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -447,8 +451,8 @@ def evaluate_command(
     if report.windows is not None:
         scored += f" ({report.windows:,} windows)"
     table.add_row("frames scored", scored)
-    table.add_row("which frames", report.scored_frames)
-    table.add_row("checkpoint", report.checkpoint)
+    table.add_row("which frames", escape(report.scored_frames))
+    table.add_row("checkpoint", escape(str(report.checkpoint)))
     if report.fingerprint_matches is False:
         table.add_row("[yellow]note[/yellow]", "these data differ from the training data")
     console.print(table)
@@ -483,6 +487,47 @@ def _fine_tune_start(ctx: typer.Context, init: str, arguments: dict[str, Any], p
     return start, fine_tune_config(start, changes)
 
 
+def _refuse_model_changes(ctx: typer.Context, arguments: dict[str, Any], config, params) -> None:
+    """--resume keeps the run's model: a model option typed on the command line that would
+    change it (a size, a cell option, --params) is refused, naming what differs."""
+    typed = {name: arguments[name] for name in _MODEL_OPTIONS if _from_command_line(ctx, name)}
+    if _from_command_line(ctx, "model"):
+        typed["kind"] = arguments["model"]
+    budget = params if _from_command_line(ctx, "params") else None
+    current = config.to_dict()
+    try:
+        changes = model_changes(config, typed, budget)
+    except ConfigError as error:
+        raise ConfigError(f"--resume keeps the run's model, and {error}") from None
+    differences = []
+    for field, value in changes.items():
+        had = current.get(field)
+        if isinstance(had, dict) and isinstance(value, dict):
+            value = {**had, **value}
+        if value != had:
+            differences.append(f"{field} {had!r} (asked: {value!r})")
+    if differences:
+        raise ConfigError(
+            f"--resume keeps the run's model, which has {'; '.join(differences)}; drop those "
+            "options or start a new run with another --out"
+        )
+
+
+def _report_interruption(stop, signum: int | None, data: str, run_dir: Path, data_dir) -> None:
+    """Say where the interrupted run stands and how to resume it, on stderr."""
+    err = Console(stderr=True, highlight=False)
+    what = "interrupted" if signum is None else "terminated (SIGTERM)"
+    if stop.epoch is None:
+        err.print(f"[yellow]{what}[/yellow] before anything was saved; start again")
+        return
+    command = _resume_command(data, run_dir, data_dir)
+    err.print(
+        f"[yellow]{what}[/yellow]; {escape(str(run_dir / 'last'))} holds the run at the start "
+        f"of epoch {stop.epoch + 1}; resume with: {escape(command)}",
+        soft_wrap=True,
+    )
+
+
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
@@ -496,8 +541,14 @@ def _resumed_config(run_dir: Path, given: dict[str, Any]) -> tuple[Any, dict[str
     saved_path = run_dir / "config.json"
     if not saved_path.is_file():
         raise ConfigError(f"no run to resume in {run_dir}; check --out or drop --resume")
-    document = json.loads(saved_path.read_text(encoding="utf-8"))
-    fields = dict(document["train_config"])
+    try:
+        document = json.loads(saved_path.read_text(encoding="utf-8"))
+        fields = dict(document["train_config"])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"{saved_path} is not a run's config (unreadable or no train_config); "
+            "start a new run with another --out"
+        ) from None
     for name, value in given.items():
         fields[_OPTION_FIELDS[name]] = value.value if isinstance(value, Enum) else value
     return TrainConfig.from_dict(fields), document
