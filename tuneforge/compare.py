@@ -26,6 +26,7 @@ from typing import Any
 from tuneforge.compare_report import write_report
 from tuneforge.errors import ConfigError
 from tuneforge.evaluate import PROTOCOLS, check_protocol
+from tuneforge.files import make_folder, write_text
 from tuneforge.train_config import TrainConfig
 from tuneforge.train_events import TrainCallbacks
 
@@ -224,9 +225,9 @@ def run_compare(
     out_dir = Path(out_dir)
     callbacks = callbacks or CompareCallbacks()
     check_folder(out_dir, settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / SETTINGS_FILE).write_text(
-        json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    make_folder(out_dir)
+    write_text(
+        out_dir / SETTINGS_FILE, json.dumps(settings.to_dict(), indent=2, sort_keys=True) + "\n"
     )
     report = CompareReport(settings, [], len(entries))
     data_meta = {
@@ -255,9 +256,7 @@ def run_compare(
             data_meta=data_meta,
         )
         result = _score_and_sample(settings, entry, trained, dataset, out_dir, config.device)
-        (run_dir / RESULT_FILE).write_text(
-            json.dumps(_without_nan(asdict(result)), indent=2) + "\n", encoding="utf-8"
-        )
+        write_text(run_dir / RESULT_FILE, json.dumps(_without_nan(asdict(result)), indent=2) + "\n")
         report.results.append(result)
         write_report(report, out_dir)
         callbacks.on_entry_end(index, len(entries), result)

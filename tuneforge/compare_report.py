@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuneforge.evaluate import PROTOCOLS
+from tuneforge.files import write_text
 
 if TYPE_CHECKING:
     from tuneforge.compare import CompareReport
@@ -36,9 +37,7 @@ def leaderboard_rows(report: CompareReport) -> list[dict[str, str]]:
 
 def write_report(report: CompareReport, out_dir: Path) -> None:
     """Write ``report.json`` and ``report.md`` into ``out_dir``."""
-    (out_dir / "report.json").write_text(
-        json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8"
-    )
+    write_text(out_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     settings = report.settings
     rows = leaderboard_rows(report)
     lines = [
@@ -59,7 +58,7 @@ def write_report(report: CompareReport, out_dir: Path) -> None:
         lines += ["| " + " | ".join(row[h] for h in header) + " |" for row in rows]
         lines += ["", "## Samples", ""]
         lines += [f"- {r.label}: `{r.sample_midi}`: {r.stats_line}" for r in report.ranked]
-    (out_dir / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def _format(value: float | None, digits: int = 4) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 
 from tuneforge import __version__
 from tuneforge.errors import ConfigError
+from tuneforge.files import make_folder, replacing, write_text
 from tuneforge.generate import PROVENANCE_PREFIX, Generator
 from tuneforge.playback.live import Output, _SoundingNotes, panic
 
@@ -452,19 +453,21 @@ class JamSession:
         from tuneforge.music.midi import roll_to_midi
 
         midi_path = Path(midi_path)
-        midi_path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(midi_path.parent)
         roll = self.roll()
         if len(roll) == 0:
             roll = np.zeros((1, self.num_pitches), dtype=np.uint8)
         record = self.provenance()
-        roll_to_midi(
-            roll,
-            midi_path,
-            steps_per_beat=self.steps_per_beat,
-            tempo_bpm=self.tempo_changes[0][1],
-            program=self.settings.program,
-            text_meta=PROVENANCE_PREFIX + json.dumps(record, sort_keys=True, separators=(",", ":")),
-        )
+        with replacing(midi_path) as partial:
+            roll_to_midi(
+                roll,
+                partial,
+                steps_per_beat=self.steps_per_beat,
+                tempo_bpm=self.tempo_changes[0][1],
+                program=self.settings.program,
+                text_meta=PROVENANCE_PREFIX
+                + json.dumps(record, sort_keys=True, separators=(",", ":")),
+            )
         late = self.report.step_late_s
         schedule = {
             **record,
@@ -477,5 +480,5 @@ class JamSession:
             },
         }
         json_path = midi_path.with_suffix(".json")
-        json_path.write_text(json.dumps(schedule, indent=2, sort_keys=True) + "\n", "utf-8")
+        write_text(json_path, json.dumps(schedule, indent=2, sort_keys=True) + "\n")
         return midi_path, json_path

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli import panels
@@ -228,7 +229,10 @@ def compare_command(
     console.print(leaderboard_table(report))
     if render:
         _render(report, out_dir, console)
-    console.print(f"report: {out_dir / 'report.md'}, {out_dir / 'report.json'}", soft_wrap=True)
+    console.print(
+        f"report: {escape(str(out_dir / 'report.md'))}, {escape(str(out_dir / 'report.json'))}",
+        soft_wrap=True,
+    )
 
 
 def build_entries(
@@ -291,7 +295,7 @@ def leaderboard_table(report) -> Table:
 
     settings = report.settings
     table = Table(
-        title=f"compare {settings.data}: {settings.params:,} parameters, protocol "
+        title=f"compare {escape(str(settings.data))}: {settings.params:,} parameters, protocol "
         f"{settings.protocol}, ranked by valid NLL",
         title_justify="left",
     )
@@ -299,7 +303,7 @@ def leaderboard_table(report) -> Table:
     for column in rows[0] if rows else ("entry",):
         table.add_column(column, justify="left" if column in ("entry", "overrides") else "right")
     for row in rows:
-        table.add_row(*row.values())
+        table.add_row(*(escape(str(value)) for value in row.values()))
     return table
 
 
@@ -383,19 +387,20 @@ class PlainView(CompareCallbacks, TrainCallbacks):
 
     def on_entry_start(self, index: int, total: int, entry: Entry, resumed: bool) -> None:
         """Name the entry that starts."""
-        self._where = f"[{index + 1}/{total}] {entry.label}"
+        self._where = f"[{index + 1}/{total}] {escape(entry.label)}"
         how = "resumed from its last checkpoint" if resumed else "training"
         self.console.print(f"{self._where}: {how}", soft_wrap=True)
 
     def on_entry_skipped(self, index: int, total: int, result: EntryResult) -> None:
         """Say that an entry was done before."""
         self.console.print(
-            f"[{index + 1}/{total}] {result.label}: done before, not retrained", soft_wrap=True
+            f"[{index + 1}/{total}] {escape(result.label)}: done before, not retrained",
+            soft_wrap=True,
         )
 
     def on_entry_end(self, index: int, total: int, result: EntryResult) -> None:
         """Log the entry's figures."""
-        self.console.print(f"[{index + 1}/{total}] {_entry_line(result)}", soft_wrap=True)
+        self.console.print(f"[{index + 1}/{total}] {escape(_entry_line(result))}", soft_wrap=True)
 
     def train_callbacks(self, entry: Entry) -> TrainCallbacks:
         """This view also receives the training progress."""
@@ -454,10 +459,11 @@ def _with(settings, **changes):
 
 
 def _render(report, out_dir: Path, console: Console) -> None:
-    from tuneforge.playback.render import render_midi
+    from tuneforge.cli.render_cmd import render_file
     from tuneforge.playback.soundfont import find_soundfont
 
     soundfont_path = find_soundfont(None)
     for result in report.ranked:
-        rendered = render_midi(out_dir / result.sample_midi, soundfont_path=soundfont_path)
-        console.print(f"wrote {rendered.path} ({rendered.duration_s:.1f} s)")
+        midi_path = out_dir / result.sample_midi
+        rendered = render_file(midi_path, midi_path.with_suffix(".wav"), soundfont_path)
+        console.print(f"wrote {escape(str(rendered.path))} ({rendered.duration_s:.1f} s)")

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from tuneforge.cli import panels
@@ -66,7 +67,7 @@ def _read_keys(fd) -> str:
 
 def _view(session, last_action: str, keyboard: bool) -> Table:
     s = session.settings
-    table = Table(title=f"tuneforge jam: {session.generator.name}", show_header=False)
+    table = Table(title=f"tuneforge jam: {escape(session.generator.name)}", show_header=False)
     table.add_row("state", session.state)
     table.add_row("bar", f"{session.step // (session.steps_per_beat * s.beats_per_bar) + 1}")
     table.add_row("tempo", f"{s.tempo_bpm:g} bpm  (7/8)")
@@ -78,7 +79,7 @@ def _view(session, last_action: str, keyboard: bool) -> Table:
     keys = "a w s e d f t g y h u j k = C..C, z/x octave, " if keyboard else ""
     table.add_row("keys", keys + "0 save, q quit, Ctrl-C stop")
     if last_action:
-        table.add_row("last", last_action)
+        table.add_row("last", escape(last_action))
     return table
 
 
@@ -202,10 +203,13 @@ def jam(
         raise
     output = opened.output
     if opened.note:
-        err_console.print(f"[yellow]{opened.note}[/yellow]")
+        err_console.print(f"[yellow]{escape(opened.note)}[/yellow]")
     save = save or Path("out") / f"jam-{datetime.now():%Y%m%d-%H%M%S}.mid"
     heard = f"{source.api}: {source.port_name}" if source else "the computer keyboard"
-    console.print(f"jam: listening to {heard}, playing on {output.api}: {output.port_name}")
+    console.print(
+        f"jam: listening to {escape(str(heard))}, playing on {output.api}: "
+        f"{escape(output.port_name)}"
+    )
     session = JamSession(generator, output, settings)
     octave = 0
     last = ""
@@ -251,7 +255,9 @@ def jam(
             if source is not None:
                 source.close()
             midi_path, _ = session.save(save)
-    console.print(f"saved the session to {midi_path} ({len(session.report.answers)} answers)")
+    console.print(
+        f"saved the session to {escape(str(midi_path))} ({len(session.report.answers)} answers)"
+    )
     if stopped_by is not None:
         console.print(f"[yellow]{stopped_by}[/yellow]; all notes off")
         raise typer.Exit(130)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tuneforge.cli import panels
 from tuneforge.errors import ConfigError
@@ -115,15 +116,15 @@ def play(
     opened = open_player_output(request, port_wait_s=wait)
     output = opened.output
     if opened.note:
-        err_console.print(f"[yellow]{opened.note}[/yellow]")
+        err_console.print(f"[yellow]{escape(opened.note)}[/yellow]")
     try:
         console.print(
-            f"playing {file.name} ({events.duration_s:.1f} s) on {output.api}: "
-            f"{output.port_name} (Ctrl-C stops)"
+            f"playing {escape(file.name)} ({events.duration_s:.1f} s) on {output.api}: "
+            f"{escape(output.port_name)} (Ctrl-C stops)"
         )
         remaining_s = max(0.0, wait - (time.monotonic() - started))
         if wait_for_listener(output, remaining_s) is False:
-            err_console.print(f"[yellow]warning:[/yellow] {_nobody_listens(output, wait)}")
+            err_console.print(f"[yellow]warning:[/yellow] {escape(_nobody_listens(output, wait))}")
         report = play_events(events.events, output)
     except KeyboardInterrupt:
         console.print("[yellow]stopped[/yellow]; all notes off")
@@ -154,8 +155,8 @@ def _print_ports(api: str) -> None:
     for api_name, ports in list_ports(api).items():
         outputs = ", ".join(ports["outputs"]) or "none"
         inputs = ", ".join(ports["inputs"]) or "none"
-        console.print(f"[bold]{api_name}[/bold] outputs: {outputs}")
-        console.print(f"[bold]{api_name}[/bold] inputs: {inputs}")
+        console.print(f"[bold]{api_name}[/bold] outputs: {escape(outputs)}")
+        console.print(f"[bold]{api_name}[/bold] inputs: {escape(inputs)}")
 
 
 def register(app: typer.Typer) -> None:

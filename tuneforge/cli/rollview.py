@@ -14,6 +14,8 @@ import numpy as np
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
+from tuneforge.files import replacing
+
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 STRIP_LEVELS = " ▁▂▃▄▅▆▇█"
 LABEL_WIDTH = 5  # "C#-1" plus a space
@@ -201,5 +203,6 @@ def write_roll_png(
         axes.set_xlabel("beats")
     figure.tight_layout()
     path = Path(path)
-    figure.savefig(path, format="png")
+    with replacing(path) as partial:
+        figure.savefig(partial, format="png")
     return path

@@ -436,7 +436,8 @@ def evaluate_command(
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
     table = Table(
-        title=f"evaluate {report.dataset} ({report.split}, protocol {report.protocol})",
+        title=f"evaluate {escape(str(report.dataset))} ({report.split}, "
+        f"protocol {report.protocol})",
         show_header=False,
         title_justify="left",
     )
