@@ -461,3 +461,67 @@ def test_a_full_disk_is_one_line_naming_the_path(data_file, tmp_path, monkeypatc
     _one_line_error(result, f"cannot write {out / 'config.json'}", "No space left on device")
     assert not (out / LOCK_FILE).exists()
     assert not [p for p in out.iterdir() if ".partial" in p.name]
+
+
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_last_good_pair(
+    run_copy, data_file, monkeypatch
+):
+    real_replace = os.replace
+    before = (run_copy / "last.json").read_bytes()
+
+    def disk_full_for_checkpoints(source, target):
+        if str(target).endswith(".safetensors"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", disk_full_for_checkpoints)
+    result = _run("train", data_file, "--out", run_copy, "--resume", "--epochs", "2", "-q")
+    monkeypatch.undo()
+    _one_line_error(result, "cannot write", "safetensors", "No space left on device")
+    assert (run_copy / "last.json").read_bytes() == before
+    load_checkpoint(run_copy / "last")  # still a matching pair
+
+
+def test_an_os_error_of_any_command_is_one_line_naming_the_file(shipped, tmp_path, monkeypatch):
+    primer = write_midi(tmp_path / "primer.mid", [(60, 0, 4)])
+
+    def broken_disk(self):
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", broken_disk)
+    result = _run("generate", "--primer", primer, "--steps", "4", "--out", tmp_path / "out")
+    _one_line_error(result, str(primer), "Input/output error")
+
+
+def test_train_out_naming_a_file_is_refused(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    result = _run("train", tmp_path / "missing.mat", "--out", target)
+    _one_line_error(result, "is a file, not a run folder")
+    assert target.read_text() == "keep me"
+
+
+def test_a_test_split_too_short_to_score_gives_no_figure_and_evaluate_refuses(tmp_path):
+    import numpy as np
+    import scipy.io
+
+    splits = {}
+    for split, (count, length) in {
+        "traindata": (4, 30),
+        "validdata": (2, 30),
+        "testdata": (2, 1),
+    }.items():
+        pieces = np.empty((1, count), dtype=object)
+        for index in range(count):
+            roll = np.zeros((length, 88))
+            roll[:, 40 + index] = 1
+            pieces[0, index] = roll
+        splits[split] = pieces
+    data = tmp_path / "short-test.mat"
+    scipy.io.savemat(data, splits)
+    out = tmp_path / "run"
+    trained = _run("train", data, "--out", out, "--epochs", "1", *FAST)
+    assert trained.exit_code == 0, trained.output
+    assert "inf" not in trained.output.lower().replace("info", "")
+    result = _run("evaluate", out, data, "--split", "test")
+    _one_line_error(result, "test split", "long enough to score")

@@ -42,9 +42,9 @@ from tuneforge.distributed import (
     init_process_group,
     shard,
 )
-from tuneforge.errors import ConfigError, DataError, TrainingError
+from tuneforge.errors import ConfigError, DataError, OutputError, TrainingError
 from tuneforge.evaluate import FrameScores, score_rolls
-from tuneforge.files import replacing, write_text
+from tuneforge.files import os_error_line, replacing, write_text
 from tuneforge.models.registry import describe_model
 from tuneforge.run_folder import check_run_folder, locked
 from tuneforge.train_batches import estimate_steps, plan_epoch
@@ -382,12 +382,15 @@ def _finish(
 
 
 def _save(path: Path, model, optimizer, meta: dict, progress: dict | None) -> None:
-    save_checkpoint(
-        path,
-        model,
-        meta={**meta, "progress": progress},
-        optimizer_state=None if optimizer is None else optimizer.state_dict(),
-    )
+    try:
+        save_checkpoint(
+            path,
+            model,
+            meta={**meta, "progress": progress},
+            optimizer_state=None if optimizer is None else optimizer.state_dict(),
+        )
+    except OSError as error:  # the pair is written whole or not at all: the old one is kept
+        raise OutputError(os_error_line(error, f"{path}.safetensors")) from None
 
 
 def _restore(last_path: Path, config, model, optimizer, device, fingerprint: str) -> dict:

@@ -28,6 +28,7 @@ from tuneforge.cli.play_cmd import (
     SoundfontOption,
     SynthOption,
 )
+from tuneforge.validate import check_numbers
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -192,6 +193,7 @@ def jam(
         thru=thru,
     )
     settings.check()
+    check_numbers({"temperature": temp, "seed": seed, "max_polyphony": max_polyphony})
     generator = load_generator(model, device=device.value)
     source = open_input(in_port, api=api.value) if in_port is not None else None
     request = OutputRequest(port, virtual, api.value, synth, audio_driver, audio_file, soundfont)

@@ -416,7 +416,9 @@ def evaluate_command(
     """Score a checkpoint on DATA (default: the data it was trained on): per-frame NLL (nats),
     frame accuracy and frame count."""
     from tuneforge.evaluate import evaluate_checkpoint
+    from tuneforge.validate import check_number
 
+    check_number("eval_batch_size", batch_size)
     report = evaluate_checkpoint(
         checkpoint,
         data,
