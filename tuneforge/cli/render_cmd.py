@@ -47,10 +47,10 @@ def render(
 
     check_numbers({"sample_rate_hz": sample_rate, "gain": gain, "tail_s": tail})
     target = file.with_suffix(".wav") if out is None else out
-    if target.exists() and target.resolve() == file.resolve():
+    if target.exists() and target.samefile(file):
         raise ConfigError(f"--out {target} is the MIDI file being rendered; name a .wav file")
     soundfont_path = find_soundfont(soundfont)
-    if target.exists() and target.resolve() == soundfont_path.resolve():
+    if target.exists() and target.samefile(soundfont_path):
         raise ConfigError(f"--out {target} is the SoundFont; name a .wav file")
     started = time.perf_counter()
     report = render_file(
