@@ -214,16 +214,19 @@ def compare_command(
     if not console.is_terminal:  # a log or a pipe: the leaderboard's ten columns uncut
         console = Console(highlight=False, width=max(console.width, 150))
     view = ProgressView(console) if console.is_terminal else PlainView(console)
+    from tuneforge.stop_signals import terminate_as_interrupt
+
     try:
-        report = run_compare(settings, entries, dataset, out_dir, callbacks=view)
+        with terminate_as_interrupt() as signalled:
+            report = run_compare(settings, entries, dataset, out_dir, callbacks=view)
     except TrainingInterrupted:
         view.stop()
         err.print(
-            f"[yellow]interrupted[/yellow]; {out_dir} keeps every finished entry and the "
-            "interrupted one's last epoch; run the same command again to continue",
+            f"[yellow]interrupted[/yellow]; {escape(str(out_dir))} keeps every finished entry "
+            "and the interrupted one's last epoch; run the same command again to continue",
             soft_wrap=True,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(signalled.exit_status) from None
     finally:
         view.stop()
     console.print(leaderboard_table(report))
