@@ -40,6 +40,12 @@ def render(
             help="Seconds rendered after the piece ends, so the last notes ring out.",
         ),
     ] = 1.0,
+    max_minutes: Annotated[
+        float,
+        typer.Option(
+            "--max-minutes", help="Refuse a piece that plays longer than this many minutes."
+        ),
+    ] = 60.0,
 ) -> None:
     """Render a MIDI file to a WAV file, faster than real time."""
     from tuneforge.playback.soundfont import find_soundfont
@@ -54,7 +60,13 @@ def render(
         raise ConfigError(f"--out {target} is the SoundFont; name a .wav file")
     started = time.perf_counter()
     report = render_file(
-        file, target, soundfont_path, sample_rate_hz=sample_rate, gain=gain, tail_s=tail
+        file,
+        target,
+        soundfont_path,
+        sample_rate_hz=sample_rate,
+        gain=gain,
+        tail_s=tail,
+        max_minutes=max_minutes,
     )
     elapsed_s = time.perf_counter() - started
     speed = report.duration_s / elapsed_s if elapsed_s > 0 else float("inf")

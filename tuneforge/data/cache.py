@@ -14,17 +14,54 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tuneforge.data.report import FileReport
-from tuneforge.errors import ConfigError, DataError
+from tuneforge.data.report import OUTCOMES, USED, FileReport
+from tuneforge.errors import ConfigError
 from tuneforge.music.pianoroll import NUM_PITCHES
+from tuneforge.schema import ANY, ListOf, Obj, OneOf, Range, SchemaError, load_json_text, validate
 
 CACHE_ENV = "TUNEFORGE_CACHE_DIR"
 CACHE_FORMAT = 2  # bump when the pack layout or the meaning of a setting changes
+
+_HEX = str
+_ENTRY_SCHEMA = Obj(
+    required={
+        "hash": _HEX,
+        "offset": Range(int, 0),
+        "length": Range(int, 0),
+        "report": Obj(
+            required={"path": str, "outcome": str},
+            optional={
+                "reason": str,
+                "detail": str,
+                "length_steps": Range(int, 0),
+                "duration_s": Range(float, 0),
+                "num_notes": Range(int, 0),
+                "frames_notes_on": Range(int, 0),
+                "lowest_pitch": Range(int, 0, 127),
+                "highest_pitch": Range(int, 0, 127),
+                "dropped_out_of_range": Range(int, 0),
+                "folded_notes": Range(int, 0),
+                "dropped_percussion": Range(int, 0),
+            },
+        ),
+    },
+    optional={"meter": ListOf(ListOf(Range(int), min_items=3, max_items=3))},
+)
+INDEX_SCHEMA = Obj(
+    required={
+        "format": int,
+        "settings": str,
+        "token": str,
+        "entries": ListOf(_ENTRY_SCHEMA),
+    },
+    optional={"folder": OneOf((str, None)), "extra": ANY},
+)
 
 
 @dataclass(frozen=True)
@@ -87,46 +124,71 @@ def _pack_stem(cache_dir: Path, folder: Path, settings: ReadSettings) -> Path:
 def load_pack(cache_dir: Path, folder: Path, settings: ReadSettings) -> dict[str, CacheEntry]:
     """Cached results for ``folder`` under ``settings``, by content hash; {} on a miss.
 
-    A pack that cannot be read (partly written, from another version) counts as a miss: the
-    cache only ever saves work, it never makes a run fail.
+    A pack that cannot be read (partly written, from another version, edited, truncated) or
+    whose index and frames disagree in any way counts as a miss: the cache only ever saves
+    work, it never makes a run fail or hands back a roll other than the one it stored.
     """
     stem = _pack_stem(cache_dir, folder, settings)
     try:
-        index = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
-        if index.get("format") != CACHE_FORMAT or index.get("settings") != settings.key():
+        index = load_json_text(stem.with_suffix(".json"))
+        validate(index, INDEX_SCHEMA)
+        if index["format"] != CACHE_FORMAT or index["settings"] != settings.key():
             return {}
         with np.load(stem.with_suffix(".npz"), allow_pickle=False) as arrays:
             bits = arrays["bits"]
             onset_bits = arrays["onset_bits"]
             token = bytes(arrays["token"]).hex()
-        if token != index.get("token"):  # the two halves come from different writers
+        if token != index["token"]:  # the two halves come from different writers
             return {}
-            token = bytes(arrays["token"]).hex()
-        if token != index.get("token"):  # the two halves come from different writers
+        packed_width = (NUM_PITCHES + 7) // 8
+        if bits.ndim != 2 or bits.shape[1:] != (packed_width,) or bits.shape != onset_bits.shape:
             return {}
-        frames = np.unpackbits(bits, axis=1, count=NUM_PITCHES) if bits.size else bits
-        strikes = np.unpackbits(onset_bits, axis=1, count=NUM_PITCHES) if bits.size else bits
-        if frames.shape != strikes.shape:
+        if bits.dtype != np.uint8 or onset_bits.dtype != np.uint8:
             return {}
-        entries = {}
-        for item in index["entries"]:
-            offset, length = item["offset"], item["length"]
-            used = slice(offset, offset + length)
-            entries[item["hash"]] = CacheEntry(
-                FileReport.from_dict(item["report"]),
-                frames[used] if length else None,
-                strikes[used] if length else None,
-                tuple(tuple(int(v) for v in event) for event in item.get("meter", ())),
-            )
-        return entries
-    except (OSError, ValueError, KeyError, TypeError):
+        return _entries(index["entries"], bits, onset_bits)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, SchemaError):
         return {}
+
+
+def _entries(items: list, bits: np.ndarray, onset_bits: np.ndarray) -> dict[str, CacheEntry]:
+    """The entries of a checked index, or {} when one of them disagrees with the frames: the
+    frames are laid out one entry after another, every report agrees with its own rows."""
+    frames = np.unpackbits(bits, axis=1, count=NUM_PITCHES)  # (T, 88) over all entries
+    strikes = np.unpackbits(onset_bits, axis=1, count=NUM_PITCHES)
+    entries: dict[str, CacheEntry] = {}
+    expected_offset = 0
+    for item in items:
+        offset, length = item["offset"], item["length"]
+        report = FileReport.from_dict(item["report"])
+        if offset != expected_offset or report.outcome not in OUTCOMES:
+            return {}
+        if (report.outcome == USED) != (length > 0):
+            return {}
+        roll = frames[offset : offset + length] if length else None
+        if roll is not None and (
+            roll.shape[0] != length
+            or report.length_steps != length
+            or report.frames_notes_on != int(np.count_nonzero(roll))
+        ):
+            return {}
+        meter = tuple(tuple(event) for event in item.get("meter", ()))
+        entries[item["hash"]] = CacheEntry(
+            report, roll, strikes[offset : offset + length] if length else None, meter
+        )
+        expected_offset += length
+    if expected_offset != frames.shape[0]:
+        return {}
+    return entries
 
 
 def save_pack(
     cache_dir: Path, folder: Path, settings: ReadSettings, entries: dict[str, CacheEntry]
-) -> None:
-    """Write the pack of ``folder`` (replacing an older one atomically)."""
+) -> str | None:
+    """Write the pack of ``folder`` (replacing an older one atomically).
+
+    Returns None, or one line saying why the cache could not be written (read-only, full,
+    not a folder): the run goes on without it.
+    """
     stem = _pack_stem(cache_dir, folder, settings)
     items, rolls, strikes, offset = [], [], [], 0
     for digest, entry in entries.items():
@@ -168,10 +230,11 @@ def save_pack(
         _atomic_write(stem.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
         _atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(index).encode()))
     except OSError as error:
-        raise DataError(
-            f"cannot write the cache in {cache_dir} ({error.strerror}); "
-            f"pass --cache-dir or set {CACHE_ENV} to a writable folder"
-        ) from error
+        return (
+            f"the cache in {cache_dir} cannot be written ({error.strerror or error}), so "
+            f"nothing was cached; pass --cache-dir or set {CACHE_ENV} to a writable folder"
+        )
+    return None
 
 
 def _atomic_write(path: Path, write) -> None:

@@ -40,6 +40,7 @@ class FileReport:
     dropped_out_of_range: int = 0
     folded_notes: int = 0
     dropped_percussion: int = 0
+    duplicate_of: str = ""  # a used file with the same bytes as an earlier one: that file
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_dict` reads it back."""
@@ -60,6 +61,12 @@ class FolderReport:
     steps_per_beat: int
     files: list[FileReport] = field(default_factory=list)
     cached_files: int = 0  # files whose result came from the cache instead of being parsed
+    warnings: list[str] = field(default_factory=list)  # one line each, e.g. an unusable cache
+
+    @property
+    def duplicates(self) -> dict[str, str]:
+        """Used files with the same bytes as an earlier used file -> that file."""
+        return {f.path: f.duplicate_of for f in self.files if f.duplicate_of}
 
     def with_outcome(self, outcome: str) -> list[FileReport]:
         """The reports with the given outcome, in folder order."""
@@ -127,6 +134,8 @@ class FolderReport:
             "duration_s": round(self.total_duration_s, 3),
             "pitch_range": list(pitch_range) if pitch_range else None,
             "mean_polyphony": round(self.mean_polyphony, 4),
+            "duplicates": self.duplicates,
+            "warnings": list(self.warnings),
             "file_reports": [f.to_dict() for f in self.files],
         }
 

@@ -89,15 +89,21 @@ def midi_file_to_events(midi_file: mido.MidiFile) -> EventList:
 
 
 def read_events(path: str | Path) -> EventList:
-    """Read a MIDI file and return its channel messages with times in seconds."""
+    """Read a MIDI file and return its channel messages with times in seconds.
+
+    The file is read by :func:`tuneforge.music.midi.open_midi`, so every way it can be unusable
+    is one :class:`~tuneforge.errors.MidiError` that names it.
+    """
+    from tuneforge.music.midi import open_midi
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MidiError(f"no MIDI file at {path}; check the path")
+    midi_file = open_midi(path)
     try:
-        midi_file = mido.MidiFile(path)
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as error:
-        raise MidiError(f"cannot read {path.name}: {error}; is it a Standard MIDI File?") from error
-    return midi_file_to_events(midi_file)
+        return midi_file_to_events(midi_file)
+    except MidiError as error:
+        raise MidiError(f"{path}: {error}") from None
 
 
 def frames_to_events(

@@ -9,6 +9,8 @@ that says whether the file was *skipped* (valid MIDI, nothing usable) or *failed
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -29,6 +31,10 @@ PERCUSSION_CHANNEL = 9  # channel 10 in the 1-based numbering of the MIDI spec
 DEFAULT_TEMPO_BPM = 120.0  # what the MIDI spec assumes before the first tempo event
 MIN_STEPS = 2  # next-step prediction needs at least one input and one target frame
 TICKS_PER_STEP_WRITTEN = 120  # written files use steps_per_beat * 120 ticks per quarter note
+# Larger files are refused unread: mido holds every message as a Python object, so a file of
+# dense 3-byte events costs ~160 MB of memory and ~4 s per MiB to read (2.9 MiB: 460 MB,
+# 12 s). Real pieces are far smaller: Nottingham's largest is 34 KiB, piano-midi.de's ~200 KiB.
+MAX_MIDI_BYTES = 4 * 1024 * 1024
 
 # Outcomes of reading a file, as the folder report counts them.
 SKIPPED = "skipped"
@@ -42,10 +48,17 @@ class MidiRejected(MidiError):
     range, too short, too long) or ``"failed"`` (not MIDI, truncated, corrupt, unsupported).
     """
 
-    def __init__(self, message: str, *, outcome: str, reason: str) -> None:
+    def __init__(self, message: str, *, outcome: str, reason: str, detail: str = "") -> None:
         super().__init__(message)
         self.outcome = outcome
         self.reason = reason
+        self.detail = detail or message  # the message without the file name, for reports
+
+    def naming(self, path: str | Path) -> MidiRejected:
+        """The same rejection with a message that starts with the file it is about."""
+        return MidiRejected(
+            f"{path}: {self.detail}", outcome=self.outcome, reason=self.reason, detail=self.detail
+        )
 
 
 @dataclass(frozen=True)
@@ -143,10 +156,99 @@ def _parse(data: bytes):
             outcome=FAILED,
             reason="truncated",
         ) from error
-    except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as error:
+    except RecursionError:
+        raise  # not a property of the file
+    except Exception as error:  # noqa: BLE001  mido raises many types (KeySignatureError...)
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise MidiRejected(
-            f"corrupt MIDI data: {error}", outcome=FAILED, reason="corrupt"
+            f"corrupt MIDI data: {message or type(error).__name__}",
+            outcome=FAILED,
+            reason="corrupt",
         ) from error
+
+
+def read_file_bytes(path: str | Path, *, max_bytes: int = MAX_MIDI_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``, refused unread when it is something else.
+
+    A FIFO, a device (or a link to one, such as /dev/zero) or a folder is never opened for
+    reading, so it cannot hang or fill memory; nor is a file above ``max_bytes``. The file is
+    opened without blocking and checked again once open, in case it was swapped meanwhile.
+
+    Raises:
+        MidiRejected: "failed" with reason "not a regular file" or "unreadable", or "skipped"
+            with reason "too large"; the message does not name the file (see naming()).
+    """
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise MidiRejected(
+            f"cannot read the file: {error.strerror}", outcome=FAILED, reason="unreadable"
+        ) from error
+    _check_regular(info, max_bytes)
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        raise MidiRejected(
+            f"cannot read the file: {error.strerror}", outcome=FAILED, reason="unreadable"
+        ) from error
+    with os.fdopen(handle, "rb") as file:
+        _check_regular(os.fstat(file.fileno()), max_bytes)
+        try:
+            data = file.read(max_bytes + 1)
+        except OSError as error:
+            raise MidiRejected(
+                f"cannot read the file: {error.strerror}", outcome=FAILED, reason="unreadable"
+            ) from error
+    if len(data) > max_bytes:  # it grew since it was measured
+        raise _too_large(len(data), max_bytes)
+    return data
+
+
+def _check_regular(info: os.stat_result, max_bytes: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise MidiRejected(
+            f"{kind}, not a regular file; only regular files are read",
+            outcome=FAILED,
+            reason="not a regular file",
+        )
+    if info.st_size > max_bytes:
+        raise _too_large(info.st_size, max_bytes)
+
+
+def _too_large(size_bytes: int, max_bytes: int) -> MidiRejected:
+    return MidiRejected(
+        f"{size_bytes:,} bytes, more than the {max_bytes:,} bytes a MIDI file may have",
+        outcome=SKIPPED,
+        reason="too large",
+    )
+
+
+_FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def open_midi(path: str | Path, *, max_bytes: int = MAX_MIDI_BYTES):
+    """The file at ``path`` parsed by mido (a ``mido.MidiFile``), for readers of messages
+    (playback, rendering) rather than rolls.
+
+    Raises:
+        MidiRejected: (a MidiError) with a one-line message that names the file.
+    """
+    try:
+        data = _unwrap_riff(read_file_bytes(path, max_bytes=max_bytes))
+        _check_header(data)
+        return _parse(data)
+    except MidiRejected as error:
+        named = error.naming(path)
+        if error.reason in ("truncated", "corrupt"):
+            named.args = (f"{named}; is it a Standard MIDI File?",)
+        raise named from None
 
 
 def _collect_events(midi, keep_percussion: bool):
@@ -301,23 +403,21 @@ def read_midi(
         max_steps: files whose notes span more steps are rejected before any roll is allocated.
 
     Raises:
-        MidiRejected: (a MidiError) with the outcome, a short reason and a one-line message.
+        MidiRejected: (a MidiError) with the outcome, a short reason and a one-line message
+            that names the file; FIFOs, devices and files above 16 MiB are refused unread.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise MidiRejected(
-            f"cannot read {path}: {error.strerror}", outcome=FAILED, reason="unreadable"
-        ) from error
-    return read_midi_bytes(
-        data,
-        name=path.stem,
-        steps_per_beat=steps_per_beat,
-        keep_percussion=keep_percussion,
-        fold_octaves=fold_octaves,
-        max_steps=max_steps,
-    )
+        return read_midi_bytes(
+            read_file_bytes(path),
+            name=path.stem,
+            steps_per_beat=steps_per_beat,
+            keep_percussion=keep_percussion,
+            fold_octaves=fold_octaves,
+            max_steps=max_steps,
+        )
+    except MidiRejected as error:
+        raise error.naming(path) from None
 
 
 def midi_to_roll(path: str | Path, **options) -> tuple[np.ndarray, np.ndarray]:

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tuneforge.errors import ConfigError, PlaybackError
 from tuneforge.music.events import EventList, read_events
 from tuneforge.playback.fluid import apply_raw, new_synth
 
 BLOCK_FRAMES = 4096  # samples per channel asked of FluidSynth at a time; bounds memory
+# A longer piece is refused before anything is written: an hour of 44.1 kHz stereo is 635 MB of
+# WAV, and a corrupt tempo map easily asks for days.
+DEFAULT_MAX_MINUTES = 60.0
 
 
 @dataclass(frozen=True)
@@ -97,12 +101,26 @@ def render_midi(
     sample_rate_hz: int = 44100,
     gain: float = 0.8,
     tail_s: float = 1.0,
+    max_minutes: float = DEFAULT_MAX_MINUTES,
 ) -> RenderReport:
-    """Render a MIDI file to WAV (default: the same name with ``.wav``) and report on it."""
+    """Render a MIDI file to WAV (default: the same name with ``.wav``) and report on it.
+
+    Raises:
+        PlaybackError: the piece plays longer than ``max_minutes`` (checked before rendering).
+    """
+    if not max_minutes > 0:
+        raise ConfigError(f"max_minutes must be > 0, got {max_minutes}")
     midi_path = Path(midi_path)
     target = midi_path.with_suffix(".wav") if wav_path is None else Path(wav_path)
+    events = read_events(midi_path)
+    minutes = (events.duration_s + tail_s) / 60.0
+    if minutes > max_minutes:
+        raise PlaybackError(
+            f"{midi_path} plays for {minutes:,.1f} minutes, more than the {max_minutes:g} "
+            "allowed; pass --max-minutes to render it anyway"
+        )
     return render_events(
-        read_events(midi_path),
+        events,
         target,
         soundfont_path=soundfont_path,
         sample_rate_hz=sample_rate_hz,
