@@ -98,9 +98,15 @@ def _show_folder(console: Console, report) -> None:
         ("mean polyphony", f"{report.mean_polyphony:.2f}"),
         ("from cache", f"{report.cached_files:,}"),
     ]
+    if report.duplicates:
+        rows.append(("duplicates", f"{len(report.duplicates):,}"))
     for name, value in rows:
         totals.add_row(name, value)
     console.print(totals)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    for copy, first in report.duplicates.items():
+        console.print(f"duplicate: {escape(copy)} has the same bytes as {escape(first)}")
     show_unused_files(console, report)
 
 
@@ -190,11 +196,14 @@ def inspect(
             "fingerprint": dataset.fingerprint,
             "splits": summary,
             "report": dataset.report.to_dict() if dataset.report else None,
+            "duplicates_left_out": dataset.duplicates_left_out,
         }
         typer.echo(json.dumps(result, indent=2))
         return
     if dataset.report is not None:
         _show_folder(console, dataset.report)
+        for name in dataset.duplicates_left_out:
+            console.print(f"left out of its split: {escape(name)} (a copy lies in another split)")
     else:
         console.print(
             f"[bold]{escape(dataset.name)}[/bold] benchmark set from {escape(dataset.source)}, "

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,8 @@ class Dataset:
     onsets: dict[str, list[np.ndarray]] | None = None  # by split, as the rolls; None: unknown
     time_signatures: dict[str, list[tuple]] | None = None  # by split: (step, num, den) events
     names: dict[str, list[str]] | None = None  # by split: the file of each piece (folders)
+    # Files left out of a split because a file with the same bytes is in another split.
+    duplicates_left_out: list[str] = field(default_factory=list)
 
     def splits(self) -> dict[str, list[np.ndarray]]:
         """``{"train": ..., "valid": ..., "test": ...}``."""
@@ -228,6 +230,7 @@ def load_dataset(
     )
     rolls = contents.rolls
     chosen = {"train": train, "valid": valid, "test": test}
+    left_out = _separate_duplicates(chosen, contents.names, contents.duplicate_of)
 
     def by_split(values: list) -> dict[str, list]:
         return {split: [values[i] for i in indices] for split, indices in chosen.items()}
@@ -244,4 +247,28 @@ def load_dataset(
         onsets=by_split(contents.onsets),
         time_signatures=by_split(contents.time_signatures),
         names=by_split(contents.names),
+        duplicates_left_out=left_out,
     )
+
+
+def _separate_duplicates(
+    chosen: dict[str, list[int]], names: list[str], duplicate_of: dict[str, str]
+) -> list[str]:
+    """Leave out of ``chosen`` (indices by split, edited in place) every duplicate that the
+    split put in another split than the first file with its bytes, and return their names.
+
+    The split is drawn over all files first and only then are copies left out, so every other
+    file keeps the split it had before duplicates were looked for; copies within one split stay
+    (they leak nothing).
+    """
+    if not duplicate_of:
+        return []
+    position = {name: index for index, name in enumerate(names)}
+    split_of = {index: split for split, indices in chosen.items() for index in indices}
+    left_out = []
+    for copy, first in duplicate_of.items():
+        index = position[copy]
+        if split_of[index] != split_of[position[first]]:
+            chosen[split_of[index]].remove(index)
+            left_out.append(copy)
+    return sorted(left_out)
