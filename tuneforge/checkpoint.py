@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import tempfile
@@ -28,6 +29,16 @@ from tuneforge import __version__
 from tuneforge.errors import CheckpointError, TuneforgeError
 from tuneforge.models.base import MusicModel
 from tuneforge.models.registry import build_model, config_from_dict
+from tuneforge.schema import (
+    ListOf,
+    Obj,
+    OneOf,
+    Range,
+    SchemaError,
+    dataclass_schema,
+    load_json_text,
+    validate,
+)
 
 FORMAT_VERSION = 1
 TENSOR_SUFFIX = ".safetensors"
@@ -38,6 +49,41 @@ DEFAULT_NAME = "best"
 _MODEL_PREFIX = "model."
 _OPTIMIZER_PREFIX = "optimizer."
 _EXTRA_PREFIX = "extra."
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on its JSON header
+
+# What readers of a checkpoint's meta rely on; other keys are free-form.
+META_SCHEMA = Obj(
+    optional={
+        "steps_per_beat": Range(int, 1, 273),
+        "lowest_pitch": Range(int, 0, 127),
+        "data_fingerprint": OneOf((str, None)),
+        "data_spec": OneOf((str, None)),
+        "dataset": OneOf((str, None)),
+        "split_seed": int,
+        "keep_percussion": bool,
+        "fold_octaves": bool,
+        "metrics": OneOf((dict, None)),
+        "train_config": OneOf((dict, None)),
+        "progress": OneOf((Obj(optional={"epoch": Range(int, 0)}), None)),
+    }
+)
+SIDECAR_SCHEMA = Obj(
+    required={
+        "format_version": int,
+        "model_config": Obj(optional={"kind": str}),
+        "tensor_sha256": str,
+    },
+    optional={
+        "tuneforge_version": str,
+        "tensor_file": str,
+        "meta": OneOf((META_SCHEMA, None)),
+        "optimizer": OneOf((None, Obj(required={"param_groups": ListOf(dict), "plain": dict}))),
+    },
+)
+_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+    "U8": 1, "U16": 2, "U32": 4, "U64": 8, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+}  # fmt: skip
 
 
 @dataclass
@@ -157,21 +203,13 @@ def load_checkpoint(path: Path | str, *, device: str | torch.device = "cpu") -> 
                 f"no checkpoint file {needed}; pass a run folder or a NAME.safetensors "
                 "written by `tuneforge train`"
             )
-    try:
-        document = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(
-            f"{config_path} is not valid JSON ({error}); retrain or restore it"
-        ) from None
-    if not isinstance(document, dict) or "format_version" not in document:
-        raise CheckpointError(f"{config_path} is not a tuneforge checkpoint (no format_version)")
-    version = document["format_version"]
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{config_path} has checkpoint format {version}, this tuneforge reads format "
-            f"{FORMAT_VERSION}; use the tuneforge version that wrote it "
-            f"({document.get('tuneforge_version', 'unknown')}) or retrain"
-        )
+    document = _read_sidecar(config_path)
+    config = _config_of(document, config_path)
+    # Before any tensor is read or any weight allocated: the tensor file's header must describe
+    # exactly the tensors the config implies, so a config (or header) that asks for gigabytes
+    # is refused while it is still a few numbers.
+    header = _read_header(tensor_path)
+    _check_shapes(config, header, tensor_path, config_path)
     if document.get("tensor_sha256") != _sha256(tensor_path):
         raise CheckpointError(
             f"{tensor_path} does not match {config_path.name} (corrupt or from another save); "
@@ -185,10 +223,7 @@ def load_checkpoint(path: Path | str, *, device: str | torch.device = "cpu") -> 
         ) from None
 
     try:
-        config = config_from_dict(document["model_config"])
         model = build_model(config)
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{config_path} has an unusable model_config ({error})") from None
     except TuneforgeError as error:
         raise CheckpointError(
             f"{config_path} names a model this tuneforge cannot build: {error}"
@@ -203,9 +238,14 @@ def load_checkpoint(path: Path | str, *, device: str | torch.device = "cpu") -> 
 
     optimizer_state = None
     if document.get("optimizer") is not None:
-        optimizer_state = _join_optimizer_state(
-            _take_prefixed(tensors, _OPTIMIZER_PREFIX), document["optimizer"]
-        )
+        try:
+            optimizer_state = _join_optimizer_state(
+                _take_prefixed(tensors, _OPTIMIZER_PREFIX), document["optimizer"]
+            )
+        except (ValueError, TypeError, AttributeError) as error:
+            raise CheckpointError(
+                f"{config_path} has an unusable optimizer state ({error}); start a new run"
+            ) from None
     return LoadedCheckpoint(
         model=model,
         config=config,
@@ -214,6 +254,118 @@ def load_checkpoint(path: Path | str, *, device: str | torch.device = "cpu") -> 
         optimizer_state=optimizer_state,
         extra_tensors=_take_prefixed(tensors, _EXTRA_PREFIX),
     )
+
+
+def _read_sidecar(config_path: Path) -> dict[str, Any]:
+    """The checkpoint's JSON, checked against :data:`SIDECAR_SCHEMA`."""
+    try:
+        document = load_json_text(config_path)
+    except OSError as error:
+        raise CheckpointError(f"cannot read {config_path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise CheckpointError(
+            f"{config_path} is not valid JSON ({error}); retrain or restore it"
+        ) from None
+    if not isinstance(document, dict) or "format_version" not in document:
+        raise CheckpointError(f"{config_path} is not a tuneforge checkpoint (no format_version)")
+    version = document["format_version"]
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{config_path} has checkpoint format {version}, this tuneforge reads format "
+            f"{FORMAT_VERSION}; use the tuneforge version that wrote it "
+            f"({document.get('tuneforge_version', 'unknown')}) or retrain"
+        )
+    try:
+        validate(document, SIDECAR_SCHEMA)
+    except SchemaError as error:
+        raise CheckpointError(f"{config_path}: {error}; retrain or restore it") from None
+    return document
+
+
+def _config_of(document: dict[str, Any], config_path: Path) -> Any:
+    """The model config of a checked sidecar, each field of the type its dataclass declares."""
+    try:
+        config = config_from_dict(document["model_config"])
+    except TuneforgeError as error:
+        raise CheckpointError(
+            f"{config_path} names a model this tuneforge cannot build: {error}"
+        ) from None
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{config_path} has an unusable model_config ({error})") from None
+    try:
+        validate(document["model_config"], dataclass_schema(type(config)), "model_config")
+    except SchemaError as error:
+        raise CheckpointError(f"{config_path}: {error}; retrain or restore it") from None
+    return config
+
+
+def _read_header(tensor_path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, after checking that it and the byte ranges it
+    names fit inside the file."""
+    size = tensor_path.stat().st_size
+    try:
+        with tensor_path.open("rb") as stream:
+            length = int.from_bytes(stream.read(8), "little")
+            if size < 8 or length > min(MAX_HEADER_BYTES, size - 8):
+                raise ValueError(f"a header of {length:,} bytes in a file of {size:,}")
+            header = json.loads(stream.read(length).decode("utf-8"))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        end = 0
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            shape, dtype = info["shape"], info["dtype"]
+            begin, stop = info["data_offsets"]
+            if not all(isinstance(n, int) and n >= 0 for n in (*shape, begin, stop)):
+                raise ValueError(f"tensor {name} has a bad shape or offsets")
+            if stop - begin != math.prod(shape) * _DTYPE_BYTES.get(dtype, 0):
+                raise ValueError(f"tensor {name}: {shape} of {dtype} in {stop - begin} bytes")
+            end = max(end, stop)
+        if 8 + length + end > size:
+            raise ValueError("the tensors reach past the end of the file")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointError(
+            f"{tensor_path} is corrupt ({error}); retrain or restore it"
+        ) from None
+    return header
+
+
+def _check_shapes(
+    config: Any, header: dict[str, Any], tensor_path: Path, config_path: Path
+) -> None:
+    """Compare the weights ``config`` implies (built on the meta device: no memory) with those
+    the tensor file holds."""
+    try:
+        with torch.device("meta"):
+            expected = build_model(config).state_dict()
+    except TuneforgeError as error:
+        raise CheckpointError(
+            f"{config_path} names a model this tuneforge cannot build: {error}"
+        ) from None
+    except Exception as error:  # noqa: BLE001  torch rejects absurd sizes in many ways
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(
+            f"{config_path} has an unusable model_config ({first_line})"
+        ) from None
+    stored = {
+        name[len(_MODEL_PREFIX) :]: info.get("shape")
+        for name, info in header.items()
+        if name.startswith(_MODEL_PREFIX)
+    }
+    for name, tensor in expected.items():
+        if name not in stored:
+            raise CheckpointError(f"{tensor_path} does not fit its config: no weight {name}")
+        if list(tensor.shape) != list(stored[name]):
+            raise CheckpointError(
+                f"{tensor_path} does not fit its config: {name} is {stored[name]} in the file, "
+                f"{list(tensor.shape)} in {config_path.name}"
+            )
+    unexpected = sorted(set(stored) - set(expected))
+    if unexpected:
+        raise CheckpointError(
+            f"{tensor_path} does not fit its config: unexpected weight {unexpected[0]}"
+        )
 
 
 def _split_optimizer_state(

@@ -9,10 +9,13 @@ line that names the file and the field, raised as the error type the caller give
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import stat
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +159,29 @@ def validate(value: Any, schema: Any, where: str = "", depth: int = 0) -> None:
 
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
+
+
+def dataclass_schema(config_type: type) -> Obj:
+    """An object whose fields, all optional, have the types ``config_type`` declares."""
+    hints = typing.get_type_hints(config_type)
+    fields_ = dataclasses.fields(config_type)
+    return Obj(optional={f.name: _type_schema(hints[f.name]) for f in fields_})
+
+
+def _type_schema(hint: Any) -> Any:
+    """The schema of a config field from its annotation (int, float, str | None, dict...)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return OneOf(tuple(_type_schema(arg) for arg in typing.get_args(hint)))
+    if hint is type(None):
+        return None
+    if hint in (int, float, str, bool):
+        return hint
+    if hint is dict or origin is dict:
+        return dict
+    if hint in (list, tuple) or origin in (list, tuple):
+        return list
+    return ANY
 
 
 def load_json_text(path: Path, *, max_bytes: int = MAX_JSON_BYTES) -> Any:

@@ -11,7 +11,6 @@ This module is not called ``tuneforge/pretrained.py``: that name is taken by the
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,27 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.errors import CheckpointError
+from tuneforge.schema import ANY, Obj, OneOf, Range, read_json
+
+_TEXT = OneOf((str, None))
+_NUMBER = OneOf((float, None))
+# What `tuneforge models` and `generate --list-models` show from a card; other keys are free.
+CARD_SCHEMA = Obj(
+    optional={
+        "description": _TEXT,
+        "data": _TEXT,
+        "model": _TEXT,
+        "kind": _TEXT,
+        "cell": _TEXT,
+        "hidden_size": OneOf((Range(int, 0), None)),
+        "num_layers": OneOf((Range(int, 0), None)),
+        "parameters": OneOf((Range(int, 0), None)),
+        "valid_nll": _NUMBER,
+        "test_nll": _NUMBER,
+        "command": _TEXT,
+    }
+)
+_SIDECAR_SCHEMA = Obj(optional={"model_config": Obj(), "meta": ANY})
 
 DEFAULT_MODEL = "default"  # what `tuneforge generate` uses when no --model is given
 PRETRAINED_DIR_ENV = "TUNEFORGE_PRETRAINED_DIR"
@@ -67,11 +87,8 @@ def pretrained_root(environ: Mapping[str, str] | None = None) -> Path:
     return Path(str(files(PRETRAINED_PACKAGE)))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot read {path.name}: {error}; reinstall tuneforge") from error
+def _read_json(path: Path, schema: Any) -> dict[str, Any]:
+    return read_json(path, schema, error=CheckpointError, hint="reinstall tuneforge")
 
 
 def list_models(root: Path | None = None) -> list[ShippedModel]:
@@ -86,8 +103,8 @@ def list_models(root: Path | None = None) -> list[ShippedModel]:
         if not config_path.is_file():
             continue  # half a pair is not a model; load_checkpoint would refuse it anyway
         card_path = root / (name + CARD_SUFFIX)
-        card = _read_json(card_path) if card_path.is_file() else {}
-        config = _read_json(config_path).get("model_config", {})
+        card = _read_json(card_path, CARD_SCHEMA) if card_path.is_file() else {}
+        config = _read_json(config_path, _SIDECAR_SCHEMA).get("model_config", {})
         models.append(ShippedModel(name=name, path=tensor_path, card=card, model_config=config))
     return models
 

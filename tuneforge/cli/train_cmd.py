@@ -539,19 +539,16 @@ def _from_command_line(ctx: typer.Context, name: str) -> bool:
 def _resumed_config(run_dir: Path, given: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The run's saved TrainConfig, with the options typed on this command line applied, and
     the run's saved config.json."""
+    from tuneforge.schema import Obj, dataclass_schema, read_json
     from tuneforge.train import TrainConfig
 
     saved_path = run_dir / "config.json"
     if not saved_path.is_file():
         raise ConfigError(f"no run to resume in {run_dir}; check --out or drop --resume")
-    try:
-        document = json.loads(saved_path.read_text(encoding="utf-8"))
-        fields = dict(document["train_config"])
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise ConfigError(
-            f"{saved_path} is not a run's config (unreadable or no train_config); "
-            "start a new run with another --out"
-        ) from None
+    schema = Obj(required={"train_config": dataclass_schema(TrainConfig)})
+    hint = "start a new run with another --out"
+    document = read_json(saved_path, schema, error=ConfigError, hint=hint)
+    fields = dict(document["train_config"])
     for name, value in given.items():
         fields[_OPTION_FIELDS[name]] = value.value if isinstance(value, Enum) else value
     return TrainConfig.from_dict(fields), document

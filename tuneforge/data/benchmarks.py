@@ -26,6 +26,7 @@ from tuneforge.errors import DataError
 from tuneforge.music.pianoroll import LOWEST_PITCH, NUM_PITCHES
 
 SPLITS = ("train", "valid", "test")
+MAX_PICKLE_BYTES = 256 * 1024 * 1024  # the original pickles are 1..30 MB
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,30 @@ def _pitch_lists_to_roll(steps, where: str) -> np.ndarray:
     return roll
 
 
+def _check_unshared(data: dict, path: Path) -> None:
+    """Refuse a pickle that reuses one list in several places: its memo lets a few kilobytes
+    stand for billions of steps (a list of a list of a list, each a thousand times), which
+    would fill memory and take hours to turn into rolls. Without sharing, what is loaded is
+    as large as the file. Empty containers cost nothing and are allowed to repeat."""
+    seen: set[int] = set()
+    pending = [data[split] for split in SPLITS]
+    while pending:
+        value = pending.pop()
+        if not isinstance(value, list | tuple) or not value:
+            continue
+        if id(value) in seen:
+            raise DataError(
+                f"{path} reuses one list in several places (a pickle of shared references, "
+                "which can expand without bound); only plain lists of pitches are read"
+            )
+        seen.add(id(value))
+        pending.extend(item for item in value if isinstance(item, list | tuple))
+
+
 def _load_pickle(path: Path) -> dict[str, list[np.ndarray]]:
+    size = path.stat().st_size
+    if size > MAX_PICKLE_BYTES:
+        raise DataError(f"{path} has {size:,} bytes, more than a benchmark pickle may have")
     try:
         # latin1: the original files were written by Python 2, whose str is bytes.
         data = _PlainDataUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1").load()
@@ -115,6 +139,7 @@ def _load_pickle(path: Path) -> dict[str, list[np.ndarray]]:
         raise DataError(f"{path} is not a readable benchmark pickle: {error}") from error
     if not isinstance(data, dict) or not all(split in data for split in SPLITS):
         raise DataError(f"{path} must hold a dict with keys train, valid and test")
+    _check_unshared(data, path)
     return {
         split: [
             _pitch_lists_to_roll(piece, f"{path.name} {split}[{index}]")
