@@ -106,14 +106,18 @@ def validate(value: Any, schema: Any, where: str = "", depth: int = 0) -> None:
             raise SchemaError(where, f"must be null, got {_describe(value)}")
         return
     if isinstance(schema, OneOf):
-        problems = []
+        problems: list[SchemaError] = []
         for option in schema.options:
             try:
                 validate(value, option, where, depth)
                 return
             except SchemaError as error:
-                problems.append(error.problem)
-        raise SchemaError(where, " or ".join(dict.fromkeys(problems)))
+                problems.append(error)
+        # An option that got inside the value (an object of the wrong content) says most.
+        deeper = [error for error in problems if error.field != where]
+        if deeper:
+            raise deeper[0]
+        raise SchemaError(where, " or ".join(dict.fromkeys(e.problem for e in problems)))
     if isinstance(schema, Range):
         validate(value, schema.kind, where, depth)
         if isinstance(value, float) and not math.isfinite(value):

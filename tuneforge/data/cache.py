@@ -134,7 +134,10 @@ def load_pack(cache_dir: Path, folder: Path, settings: ReadSettings) -> dict[str
         validate(index, INDEX_SCHEMA)
         if index["format"] != CACHE_FORMAT or index["settings"] != settings.key():
             return {}
-        with np.load(stem.with_suffix(".npz"), allow_pickle=False) as arrays:
+        with (
+            open(stem.with_suffix(".npz"), "rb") as file,
+            np.load(file, allow_pickle=False) as arrays,
+        ):
             bits = arrays["bits"]
             onset_bits = arrays["onset_bits"]
             token = bytes(arrays["token"]).hex()
