@@ -73,7 +73,7 @@ def read_pieces(
                 max_steps=settings.max_steps,
             )
         except MidiRejected as error:
-            reports.append(FileReport(str(path), error.outcome, error.reason, str(error)))
+            reports.append(FileReport(str(path), error.outcome, error.reason, error.detail))
             continue
         except MidiError as error:
             reports.append(FileReport(str(path), "failed", "corrupt", str(error)))

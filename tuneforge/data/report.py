@@ -114,7 +114,11 @@ class FolderReport:
         return sum(f.frames_notes_on for f in self.with_outcome(USED)) / frames if frames else 0.0
 
     def summary_line(self) -> str:
-        """Counts per outcome and per reason in one line, for error messages."""
+        """Counts per outcome and per reason in one line, for error messages (for a single
+        unused file: its path, outcome, reason and detail)."""
+        if len(self.files) == 1 and self.files[0].outcome != USED:
+            only = self.files[0]  # one file: say what is wrong with it
+            return f"{only.path} {only.outcome} ({only.reason}): {only.detail}"
         counts = ", ".join(f"{n} {o}" for o, n in self.outcome_counts.items() if n)
         reasons = "; ".join(f"{n} {r}" for r, n in self.reason_counts.items())
         return f"{len(self.files)} files ({counts or 'none'})" + (f": {reasons}" if reasons else "")
