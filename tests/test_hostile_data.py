@@ -300,6 +300,19 @@ def test_a_read_only_cache_degrades_to_no_cache_with_a_warning(folder, tmp_path)
     assert len(report.warnings) == 1 and "cannot be written" in report.warnings[0]
 
 
+def test_a_full_disk_degrades_to_no_cache_with_a_warning(folder, tmp_path, monkeypatch):
+    import errno
+
+    from tuneforge.data import cache as cache_module
+
+    def disk_full(path, write):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cache_module, "_atomic_write", disk_full)
+    report = read_folder(folder, cache_dir=tmp_path / "cache", workers=1).report
+    assert report.num_pieces == 2 and "No space left on device" in report.warnings[0]
+
+
 def test_an_unusable_cache_location_degrades_with_a_warning_in_the_report(folder, tmp_path):
     (tmp_path / "file").write_text("a file where a folder of the cache should be")
     cache = tmp_path / "file" / "cache"
@@ -367,12 +380,8 @@ def test_every_reading_command_gives_one_line_naming_the_file(broken, tmp_path, 
         ["generate", "--model", str(model), "--primer", str(broken), "--out", str(tmp_path)],
         ["generate", "--model", str(model), "--melody", str(broken), "--out", str(tmp_path)],
     ):
-        result = runner.invoke(app, command)
-        if command[0] in ("render", "play") and "broken.mid" not in result.output:
-            # Without a SoundFont or port the command stops before reading; still one line.
-            one_line_error(result)
-            continue
-        one_line_error(result, "broken.mid")
+        # render and play read the file before they look for a SoundFont or a port.
+        one_line_error(runner.invoke(app, command), "broken.mid")
     one_line_error(runner.invoke(app, ["stats", str(broken)]), "broken.mid failed")
 
 
