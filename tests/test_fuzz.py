@@ -25,7 +25,7 @@ from tuneforge.playback.soundfont import SYSTEM_SOUNDFONTS
 NOTTINGHAM = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nottingham-midi"
 SEED = 20261202
 MIDI_MUTANTS_PER_SOURCE = 8
-CHECKPOINT_MUTANTS = 24
+CHECKPOINT_MUTANTS = 36
 COMMAND_TIMEOUT_S = 20  # far above any honest run of these tiny inputs; a hang trips it
 
 runner = CliRunner()
