@@ -129,3 +129,27 @@ def test_every_readme_command_runs_as_written(tmp_path):
             assert sound.getnframes() > 0, audio
     assert (folder / "out" / "roll.png").read_bytes()[:4] == b"\x89PNG"
     assert len(list((folder / "out").glob("tuneforge-default-s7-*.mid"))) == 4
+
+
+DOCS = [README, ROOT / "examples" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchors(markdown: Path) -> set[str]:
+    """GitHub's anchors of a file's headings: lower case, punctuation dropped, spaces as -."""
+    headings = re.findall(r"^#+ (.*)$", markdown.read_text("utf-8"), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("markdown", DOCS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_links_and_paths_stay_inside_the_repository(markdown):
+    text = markdown.read_text("utf-8")
+    assert "../shared" not in text and "/work/" not in text
+    for link in LINK.findall(text):
+        if link.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = link.partition("#")
+        target = (markdown.parent / path).resolve() if path else markdown
+        assert target.exists() and ROOT in target.parents, f"{link} in {markdown.name}"
+        if anchor and target.suffix == ".md":
+            assert anchor in _anchors(target), f"{link} in {markdown.name}: no such section"
