@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,13 @@ def test_the_shell_script_trains_compares_and_renders(tmp_path):
     assert (out / "compare" / "report.md").is_file()
     (wav,) = (out / "listen").glob("*.wav")
     assert _wav_frames(wav) > 0
+
+
+def test_register_cell_refuses_a_name_that_is_taken():
+    from tuneforge.cells.registry import CELLS, register_cell
+    from tuneforge.errors import ConfigError
+
+    for name in ("gru", "lstm-variant", "Gru"):
+        with pytest.raises(ConfigError, match="pick a new lower-case name"):
+            register_cell(replace(CELLS["gru"], name=name))
+    assert CELLS["gru"].factory.endswith(":GRULayer")

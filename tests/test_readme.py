@@ -101,7 +101,7 @@ def test_every_readme_command_runs_as_written(tmp_path):
         if marker.strip() == PORTS_MARKER:
             continue
         parts.append("\n".join(line for line in text.splitlines() if TEST_COMMAND not in line))
-    script = CURL + "set -euxo pipefail\n" + "\n".join(parts)
+    script = CURL + "PS4='+ $EPOCHREALTIME '\nset -euxo pipefail\n" + "\n".join(parts)
     env = {key: value for key, value in os.environ.items() if key != "TUNEFORGE_DATA_DIR"}
     env.update(
         TUNEFORGE_SMOKE="1",
