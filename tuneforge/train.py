@@ -47,6 +47,7 @@ from tuneforge.evaluate import FrameScores, score_rolls
 from tuneforge.files import os_error_line, replacing, write_text
 from tuneforge.models.registry import describe_model
 from tuneforge.run_folder import check_run_folder, locked
+from tuneforge.smoke import smoke_batches, smoke_config, smoke_pieces
 from tuneforge.train_batches import estimate_steps, plan_epoch
 from tuneforge.train_config import OPTIMIZERS, TrainConfig, make_optimizer
 from tuneforge.train_events import (
@@ -104,6 +105,7 @@ def train(
     (:mod:`tuneforge.run_folder`); it is locked while the training writes to it.
     """
     config.check()
+    config = smoke_config(config)  # TUNEFORGE_SMOKE=1: one short epoch (tuneforge/smoke.py)
     run_dir = Path(run_dir)
     check_run_folder(run_dir, resume=resume)
     _check_lengths(dataset)
@@ -284,10 +286,11 @@ def _run_epoch(
     rng = np.random.default_rng([config.seed, epoch])
     torch.manual_seed(int(rng.integers(2**62)))  # dropout masks of this epoch
     plan = plan_epoch(split_pieces(dataset, "train"), config, rng, context)
+    batches = smoke_batches(plan.batches)
     network.train()
     loss_sum = frames_sum = grad_sum = 0.0
     state = None
-    for step, batch in enumerate(plan.batches, start=1):
+    for step, batch in enumerate(batches, start=1):
         frames, mask = plan.frames(batch)
         frames, mask = frames.to(device), mask.to(device)  # (B, W, P) frames; (B, W) mask
         if batch.fresh_state:
@@ -331,7 +334,7 @@ def _run_epoch(
                 StepInfo(
                     epoch,
                     step,
-                    len(plan.batches),
+                    len(batches),
                     batch_loss,
                     float(norm),
                     optimizer.param_groups[0]["lr"],
@@ -339,12 +342,12 @@ def _run_epoch(
                     loss_sum / frames_sum,
                 )
             )
-    return loss_sum / max(frames_sum, 1.0), grad_sum / max(len(plan.batches), 1), frames_sum
+    return loss_sum / max(frames_sum, 1.0), grad_sum / max(len(batches), 1), frames_sum
 
 
 def _score(model, dataset, split: str, config, context, device) -> FrameScores:
     pieces = split_pieces(dataset, split)
-    mine = shard(list(range(len(pieces.rolls))), context)
+    mine = shard(smoke_pieces(list(range(len(pieces.rolls)))), context)
     local = score_rolls(
         model,
         [pieces.rolls[i] for i in mine],

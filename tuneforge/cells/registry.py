@@ -171,9 +171,27 @@ _ENTRIES = [
     ),
 ]
 
-CELLS: Mapping[str, CellInfo] = MappingProxyType({info.name: info for info in _ENTRIES})
+_REGISTERED: dict[str, CellInfo] = {info.name: info for info in _ENTRIES}
+CELLS: Mapping[str, CellInfo] = MappingProxyType(_REGISTERED)  # a live, read-only view
 
 ALIASES: Mapping[str, str] = MappingProxyType({"lstm-variant": "lstm-v1"})
+
+
+def register_cell(info: CellInfo) -> CellInfo:
+    """Add a cell of one's own, so that models, training and ``tuneforge cells`` can name it.
+
+    ``info.factory`` names its :class:`tuneforge.cells.RecurrentLayer` subclass as
+    ``"module:Class"``, built as ``Class(input_size, hidden_size, **options)``; a checkpoint
+    of it loads in any process that has registered it again. ``examples/custom_cell.py`` shows
+    one. Raises ConfigError when the name is taken by a cell or an alias.
+    """
+    name = info.name.strip().lower()
+    if name != info.name or not name or name in _REGISTERED or name in ALIASES:
+        raise ConfigError(f"cannot register cell {info.name!r}: pick a new lower-case name")
+    if ":" not in info.factory:
+        raise ConfigError(f"cell {name!r}: factory must be 'module:Class', got {info.factory!r}")
+    _REGISTERED[name] = info
+    return info
 
 
 def cell_names() -> list[str]:
