@@ -299,29 +299,42 @@ def speed_table(cells: list[str], sizes: dict, device: torch.device) -> list[dic
     frames = x.shape[0] * x.shape[1]
     rows = []
     rates: dict[tuple[str, bool], float] = {}
+    failed: dict[str, str] = {}  # name -> what went wrong
     for amp in (False, True):
-        models = {name: _bench_model(name, sizes, device) for name in names}
+        models = {}
+        for name in names:
+            try:
+                models[name] = _bench_model(name, sizes, device)
+            except Exception as error:  # noqa: BLE001 - reported, the others go on
+                failed.setdefault(name, _describe(error))
         optimizers = {n: torch.optim.Adam(m.parameters(), lr=1e-3) for n, m in models.items()}
         best = {name: math.inf for name in names}
         for round_index in range(1 + sizes["bench_iterations"]):  # round 0 warms up
             for name in names:
+                if name in failed:
+                    continue
                 _sync(device)
                 start = time.perf_counter()
-                optimizers[name].zero_grad(set_to_none=True)
-                with autocast(device, amp=amp):
-                    y = models[name](x)[0]
-                y.float().square().mean().backward()
-                optimizers[name].step()
-                _sync(device)
+                try:
+                    optimizers[name].zero_grad(set_to_none=True)
+                    with autocast(device, amp=amp):
+                        y = models[name](x)[0]
+                    y.float().square().mean().backward()
+                    optimizers[name].step()
+                    _sync(device)
+                except Exception as error:  # noqa: BLE001 - reported, the others go on
+                    failed[name] = f"{'amp' if amp else 'fp32'}: {_describe(error)}"
+                    continue
                 if round_index > 0:
                     best[name] = min(best[name], time.perf_counter() - start)
         for name in names:
-            rates[name, amp] = frames / best[name]
+            rates[name, amp] = frames / best[name] if math.isfinite(best[name]) else 0.0
     for name in names:
-        row = {"cell": name}
+        row = {"cell": name, "problem": failed.get(name)}
         for amp, label in ((False, "fp32"), (True, "amp")):
+            reference = rates[REFERENCE, amp] or math.inf
             row[f"{label}_frames_per_s"] = round(rates[name, amp], 1)
-            row[f"{label}_ratio_to_nn_lstm"] = round(rates[name, amp] / rates[REFERENCE, amp], 3)
+            row[f"{label}_ratio_to_nn_lstm"] = round(rates[name, amp] / reference, 3)
         rows.append(row)
     return rows
 
@@ -338,6 +351,32 @@ def _speed_text(rows: list[dict], device_name: str) -> str:
             f"{row['amp_ratio_to_nn_lstm']:>7.2f}"
         )
     return "\n".join(lines)
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"
+
+
+def _guarded(failure: dict, function, *arguments):
+    """``function(*arguments)``, or ``failure`` with the exception as its problem: one part
+    that breaks is reported, and the check goes on with the others."""
+    try:
+        return function(*arguments)
+    except Exception as error:  # noqa: BLE001 - reported, the check goes on
+        return {**failure, "problem": _describe(error)}
+
+
+def _failed_run(name: str, amp: bool, error: Exception) -> dict:
+    return {
+        "model": name,
+        "amp": amp,
+        "steps": 0,
+        "seconds": 0.0,
+        "frames_per_s": 0.0,
+        "first_loss": None,
+        "last_loss": None,
+        "problem": _describe(error),
+    }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -377,18 +416,36 @@ def run_check(args: argparse.Namespace, device: torch.device) -> dict:
         rows = []
         for name in [*cells, *STRUCTURED]:
             for amp in (False, True):
-                row, model = train_run(name, amp, sizes, device)
+                try:
+                    row, model = train_run(name, amp, sizes, device)
+                except Exception as error:  # noqa: BLE001 - reported, the check goes on
+                    row, model = _failed_run(name, amp, error), None
                 rows.append(row)
-                if not amp and name in ("lstm", *STRUCTURED):
+                if model is not None and not amp and name in ("lstm", *STRUCTURED):
                     trained[name] = model
         return rows
 
     report["train"] = part("train", train_all)
     report["sample"] = part(
-        "sample", lambda: [sample_check(n, m, sizes) for n, m in trained.items()]
+        "sample",
+        lambda: [
+            _guarded({"model": n, "seconds": 0.0, "notes": 0}, sample_check, n, m, sizes)
+            for n, m in trained.items()
+        ],
     )
-    report["ddp"] = part("ddp", lambda: ddp_check(sizes, device))
-    report["agree"] = part("agree", lambda: [agree_check(cell, device) for cell in cells])
+    report["ddp"] = part(
+        "ddp",
+        lambda: _guarded(
+            {"backend": "", "max_parameter_difference": 0.0}, ddp_check, sizes, device
+        ),
+    )
+    report["agree"] = part(
+        "agree",
+        lambda: [
+            _guarded({"cell": cell, "max_abs_difference": 0.0}, agree_check, cell, device)
+            for cell in cells
+        ],
+    )
     report["speed"] = part("speed", lambda: speed_table(cells, sizes, device))
     report["total_s"] = round(time.perf_counter() - started, 1)
     problems = [
@@ -399,6 +456,7 @@ def run_check(args: argparse.Namespace, device: torch.device) -> dict:
     problems += [f"sample {r['model']}: {r['problem']}" for r in report["sample"] if r["problem"]]
     problems += [f"ddp: {report['ddp']['problem']}"] if report["ddp"]["problem"] else []
     problems += [f"agree {r['cell']}: {r['problem']}" for r in report["agree"] if r["problem"]]
+    problems += [f"speed {r['cell']}: {r['problem']}" for r in report["speed"] if r["problem"]]
     report["problems"] = problems
     report["settings"] = {
         "torch": torch.__version__,
@@ -415,12 +473,18 @@ def _device_name(device: torch.device) -> str:
     return str(device)
 
 
+def _loss_text(row: dict) -> str:
+    if row["first_loss"] is None:
+        return "-"
+    return f"{row['first_loss']:.3f}->{row['last_loss']:.3f}"
+
+
 def _train_text(rows: list[dict]) -> str:
     lines = [f"{'model':<12} {'amp':>4} {'steps':>6} {'frames/s':>10} {'loss':>17}  problem"]
     for r in rows:
         lines.append(
             f"{r['model']:<12} {'yes' if r['amp'] else 'no':>4} {r['steps']:>6} "
-            f"{r['frames_per_s']:>10,.0f} {r['first_loss']:>8.3f}->{r['last_loss']:<8.3f} "
+            f"{r['frames_per_s']:>10,.0f} {_loss_text(r):>17}  "
             f"{r['problem'] or ''}"
         )
     return "\n".join(lines)
