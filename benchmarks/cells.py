@@ -89,6 +89,7 @@ def compiled(model: nn.Module) -> bool:
 def run(args: argparse.Namespace, hidden_size: int) -> dict:
     """Time every cell and the reference; return the results as a JSON-ready dict."""
     torch.manual_seed(0)
+    load_before = _load()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -154,9 +155,20 @@ def run(args: argparse.Namespace, hidden_size: int) -> dict:
             "device": str(device),
             "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            # 1-minute load average before and after the timed rounds: on a shared machine it
+            # says how many other processes competed for the cores.
+            "load_average": [load_before, _load()],
         },
         "results": rows,
     }
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not every platform has one
+        return None
 
 
 def _table(report: dict) -> str:
