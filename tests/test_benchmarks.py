@@ -121,7 +121,9 @@ def test_gpu_check_runs_every_part_on_the_cpu(tmp_path):
     import sys
 
     out = tmp_path / "check.json"
+    # No time cap on a run: a loaded machine must not cut the two steps short.
     command = [sys.executable, str(GPU_CHECK), "--device", "cpu", "--steps", "2"]
+    command += ["--run-seconds", "1000"]
     command += ["--cells", "lstm", "diag-gru", "--json", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
