@@ -146,7 +146,7 @@ def train_run(name: str, amp: bool, sizes: dict, device: torch.device) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]) or time.perf_counter() - start > sizes["run_seconds"]:
             break
     _sync(device)
