@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ REFERENCE = "nn.LSTM"
 # torch's own GRU, timed beside the others: on CPU no fused GRU kernel exists, which bounds
 # what the GRU family can reach relative to nn.LSTM.
 TORCH_GRU = "nn.GRU"
+_CPU_FIELDS = ("ru_utime", "ru_stime")
 FALLBACK = " (torch)"  # suffix of a row run on the pure-torch fallback
 
 
@@ -89,6 +91,7 @@ def compiled(model: nn.Module) -> bool:
 def run(args: argparse.Namespace, hidden_size: int) -> dict:
     """Time every cell and the reference; return the results as a JSON-ready dict."""
     torch.manual_seed(0)
+    load_before = _load()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -154,9 +157,20 @@ def run(args: argparse.Namespace, hidden_size: int) -> dict:
             "device": str(device),
             "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            # 1-minute load average before and after the timed rounds: on a shared machine it
+            # says how many other processes competed for the cores.
+            "load_average": [load_before, _load()],
         },
         "results": rows,
     }
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # not every platform has one
+        return None
 
 
 def _table(report: dict) -> str:
@@ -188,10 +202,12 @@ def first_use(cell: str) -> dict:
     """Wall time of a fresh process's first forward and backward of ``cell`` (import included).
 
     ``compile_s``: with an empty numba cache; ``cached_s``: with that cache filled;
-    ``torch_s``: with the compiled paths off, i.e. what torch alone takes.
+    ``torch_s``: with the compiled paths off, i.e. what torch alone takes. Each ``*_cpu_s`` is
+    the CPU time (user and system) of that process, which other load does not stretch.
     """
 
     def once(env: dict) -> dict:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = subprocess.run(
             [sys.executable, "-c", _FIRST_USE, cell],
             env={**os.environ, "PYTHONPATH": str(ROOT), **env},
@@ -199,7 +215,11 @@ def first_use(cell: str) -> dict:
             text=True,
             check=True,
         )
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        # CPU time of the whole process: unlike its wall time, not stretched by other load.
+        result["cpu_s"] = sum(getattr(after, f) - getattr(before, f) for f in _CPU_FIELDS)
+        return result
 
     with tempfile.TemporaryDirectory() as cache:
         fresh = once({"NUMBA_CACHE_DIR": cache})
@@ -211,19 +231,24 @@ def first_use(cell: str) -> dict:
         "compile_s": round(fresh["seconds"], 2),
         "cached_s": round(cached["seconds"], 2),
         "torch_s": round(torch_only["seconds"], 2),
+        "compile_cpu_s": round(fresh["cpu_s"], 2),
+        "cached_cpu_s": round(cached["cpu_s"], 2),
+        "torch_cpu_s": round(torch_only["cpu_s"], 2),
     }
 
 
 def _first_use_table(rows: list[dict]) -> str:
     lines = [
-        "first use in a fresh process (import, build, one forward and backward), seconds:",
-        f"{'cell':<12} {'no cache':>9} {'cached':>7} {'torch only':>11}",
+        "first use in a fresh process (import, build, one forward and backward), seconds of",
+        "wall time (CPU time in brackets):",
+        f"{'cell':<12} {'no cache':>15} {'cached':>15} {'torch only':>15}",
     ]
     for row in rows:
-        lines.append(
-            f"{row['cell']:<12} {row['compile_s']:>9.2f} {row['cached_s']:>7.2f} "
-            f"{row['torch_s']:>11.2f}"
-        )
+        cells = [
+            f"{row[key + '_s']:>6.2f} ({row[key + '_cpu_s']:>5.2f})"
+            for key in ("compile", "cached", "torch")
+        ]
+        lines.append(f"{row['cell']:<12} " + " ".join(f"{c:>15}" for c in cells))
     return "\n".join(lines)
 
 

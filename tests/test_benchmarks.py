@@ -99,3 +99,57 @@ def test_unknown_or_missing_sets_say_where_to_look(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEFORGE_DATA_DIR", str(tmp_path / "env"))
     with pytest.raises(DataError, match="env"):
         load_dataset("piano-midi")
+
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+
+
+def _gpu_check_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_runs_every_part_on_the_cpu(tmp_path):
+    """The GPU check's smoke run: training (both precisions), sampling, DDP, agreement, speed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "check.json"
+    # No time cap on a run: a loaded machine must not cut the two steps short.
+    command = [sys.executable, str(GPU_CHECK), "--device", "cpu", "--steps", "2"]
+    command += ["--run-seconds", "1000"]
+    command += ["--cells", "lstm", "diag-gru", "--json", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    report = json.loads(out.read_text())
+    trained = {(row["model"], row["amp"]) for row in report["train"]}
+    models = ("lstm", "diag-gru", "biaxial", "note-axis")
+    assert trained == {(model, amp) for model in models for amp in (False, True)}
+    assert all(row["steps"] == 2 and row["problem"] is None for row in report["train"])
+    assert {row["model"] for row in report["sample"]} == {"lstm", "biaxial", "note-axis"}
+    assert report["ddp"]["backend"] == "gloo" and report["ddp"]["problem"] is None
+    assert [row["cell"] for row in report["agree"]] == ["lstm", "diag-gru"]
+    assert [row["cell"] for row in report["speed"]] == ["nn.LSTM", "lstm", "diag-gru"]
+    assert report["speed"][0]["fp32_ratio_to_nn_lstm"] == 1.0
+    assert report["problems"] == []
+    assert "training throughput on cpu" in finished.stdout
+
+
+def test_gpu_check_without_cuda_says_what_to_do(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    status = _gpu_check_module().main(["--device", "cuda", "--json", str(tmp_path / "x.json")])
+    assert status == 2
+    message = capsys.readouterr().err
+    assert "no CUDA device here" in message and "--device cpu" in message
+    assert "Traceback" not in message and len(message.strip().splitlines()) == 1
+    assert not (tmp_path / "x.json").exists()
