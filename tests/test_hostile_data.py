@@ -287,17 +287,27 @@ def test_a_truncated_cache_is_a_miss_and_the_folder_still_reads(folder, tmp_path
     assert read_folder(folder, cache_dir=cache, workers=1).report.cached_files == 2
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_cache_degrades_to_no_cache_with_a_warning(folder, tmp_path):
+def test_a_read_only_cache_degrades_to_no_cache_with_a_warning(folder, tmp_path, monkeypatch):
+    import errno
+
+    from tuneforge.data import cache as cache_module
+
     cache = tmp_path / "cache"
     cache.mkdir()
     cache.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    if os.geteuid() == 0:  # root writes into read-only folders: refuse as the kernel would
+
+        def read_only(path, write):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+        monkeypatch.setattr(cache_module, "_atomic_write", read_only)
     try:
         report = read_folder(folder, cache_dir=cache, workers=1).report
     finally:
         cache.chmod(stat.S_IRWXU)
     assert report.num_pieces == 2
     assert len(report.warnings) == 1 and "cannot be written" in report.warnings[0]
+    assert "Permission denied" in report.warnings[0]
 
 
 def test_a_full_disk_degrades_to_no_cache_with_a_warning(folder, tmp_path, monkeypatch):
