@@ -1,8 +1,14 @@
 """A private JACK server (dummy driver) per test, and a MIDI input that records what arrives.
 
 Import the fixture into a test module with ``from tests.jack_fixtures import jack_server``.
-Each server gets a unique name through ``JACK_DEFAULT_SERVER`` and is stopped at the end of
-the test, whatever happens; ``JACK_NO_START_SERVER`` keeps libjack from starting another.
+Each server gets a name no running server has, through ``JACK_DEFAULT_SERVER``, and is stopped
+at the end of the test, whatever happens; ``JACK_NO_START_SERVER`` keeps libjack from starting
+another.
+
+Names come from a small pool, not fresh ones: JACK's shared registry holds 8 servers, and the
+entry of a server that died without unregistering (killed on a loaded machine) is reclaimed only
+by a later server of the same name. With fresh names such entries pile up until every start
+fails with "Too many servers already active".
 """
 
 from __future__ import annotations
@@ -11,7 +17,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +32,7 @@ def _need(*binaries: str) -> None:
         pytest.skip(f"needs {', '.join(missing)} (apt-get install jackd2 fluidsynth)")
 
 
+NAME_POOL = 6  # of JACK's 8 registry slots, leaving two for a user's own servers
 START_ATTEMPTS = 3
 START_WAIT_S = 20  # per attempt; a cold start on a loaded 2-core machine takes a few seconds
 
@@ -56,15 +62,57 @@ def _shm_state() -> str:
     return f"/dev/shm: {usage.free // 2**20} MiB free, {len(entries)} entries {entries[:12]}"
 
 
-def start_jack_server(name: str, log_dir: Path) -> tuple[subprocess.Popen, str]:
-    """Start ``jackd -n NAME -d dummy``; return it and its name once clients can connect.
+def _live_jackd_names() -> set[str]:
+    """The server names of the jackd processes running now (from /proc)."""
+    names = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if Path(argv[0].decode(errors="replace")).name != "jackd":
+                continue
+            if b"-n" in argv:
+                names.add(argv[argv.index(b"-n") + 1].decode(errors="replace"))
+                continue
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        default = [v for v in environ if v.startswith(b"JACK_DEFAULT_SERVER=")]
+        names.add(default[0].split(b"=", 1)[1].decode(errors="replace") if default else "default")
+    return names
+
+
+def free_server_name() -> str:
+    """A name from the pool that no running jackd uses."""
+    live = _live_jackd_names()
+    for index in range(NAME_POOL):
+        name = f"tuneforge-test-{index}"
+        if name not in live:
+            return name
+    pytest.fail(f"every JACK test server name is in use: {sorted(live)}")
+
+
+def _clear_stale_registry(log_text: str) -> bool:
+    """After "Too many servers already active" with no jackd running, every registry entry is
+    stale: remove the registry (JACK makes a new one). Returns whether it did."""
+    registry = Path("/dev/shm/jack-shm-registry")
+    if "Too many servers" not in log_text or _live_jackd_names() or not registry.exists():
+        return False
+    registry.unlink()
+    return True
+
+
+def start_jack_server(log_dir: Path) -> tuple[subprocess.Popen, str]:
+    """Start ``jackd -n NAME -d dummy`` under a free name; return it and the name once clients
+    can connect.
 
     jackd writes to a log file (an unread pipe would fill and stall it). A start that does not
-    come up is retried under a new name; the failure names what jackd and /dev/shm said."""
+    come up is retried; the failure names what jackd and /dev/shm said."""
     failures = []
     for attempt in range(START_ATTEMPTS):
-        server_name = name if attempt == 0 else f"{name}-{attempt}"
-        log_path = log_dir / f"jackd-{server_name}.log"
+        server_name = free_server_name()
+        log_path = log_dir / f"jackd-{server_name}-{attempt}.log"
         command = ["jackd", "-n", server_name, "--no-realtime", "-d", "dummy"]
         command += ["-r", str(SAMPLE_RATE_HZ), "-p", str(PERIOD_FRAMES)]
         with log_path.open("w") as log:
@@ -86,16 +134,20 @@ def start_jack_server(name: str, log_dir: Path) -> tuple[subprocess.Popen, str]:
         if up:
             return server, server_name
         _stop_server(server)
-        failures.append(f"attempt {attempt + 1}: exit {server.returncode}: {_log_tail(log_path)}")
+        log_text = _log_tail(log_path)
+        cleared = _clear_stale_registry(log_text)
+        failures.append(
+            f"attempt {attempt + 1} ({server_name}): exit {server.returncode}: "
+            f"{log_text}{' (stale registry removed)' if cleared else ''}"
+        )
     pytest.fail(f"jackd did not start ({_shm_state()}):\n" + "\n".join(failures))
 
 
 @pytest.fixture
 def jack_server(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Iterator[str]:
-    """Start ``jackd -d dummy`` under a unique name; yield the name; always stop it."""
+    """Start ``jackd -d dummy`` under a free name; yield the name; always stop it."""
     _need("jackd", "jack_wait")
-    name = f"tuneforge-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    server, name = start_jack_server(name, tmp_path_factory.mktemp("jackd"))
+    server, name = start_jack_server(tmp_path_factory.mktemp("jackd"))
     monkeypatch.setenv("JACK_DEFAULT_SERVER", name)
     monkeypatch.setenv("JACK_NO_START_SERVER", "1")
     try:

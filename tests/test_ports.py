@@ -9,14 +9,19 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import rtmidi
 from typer.testing import CliRunner
 
-from tests.jack_fixtures import MidiRecorder, _need, jack_server, unmatched_note_ons
+from tests.jack_fixtures import (
+    MidiRecorder,
+    _need,
+    free_server_name,
+    jack_server,
+    unmatched_note_ons,
+)
 from tests.midi_factory import write_midi
 from tuneforge.cli.app import app
 from tuneforge.playback.connections import alsa_connections
@@ -86,7 +91,7 @@ def test_a_jack_port_with_no_connection_counts_zero(jack_server):
             if line.startswith("tuneforge") and line.endswith(":RtMidi output")
         )
         subprocess.run(["jack_disconnect", ours, "recorder:sink"], check=True, timeout=10)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while listener_count(output) != 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert listener_count(output) == 0
@@ -126,12 +131,13 @@ def test_alsa_subscribers_are_read_from_the_sequencer_table():
 
 
 def _stop(pid: int) -> None:
-    """Terminate the process ``pid`` and wait (up to 5 s) until it is gone."""
+    """Terminate the process ``pid`` and wait (up to 15 s) until it is gone: a killed jackd
+    leaves its entry in JACK's registry."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
@@ -171,7 +177,7 @@ def test_the_listening_commands_work_as_written(source, tmp_path):
     prelude += f'jackd() {{ command jackd "$@" & echo $! > "{pid_file}"; wait $!; }}\n'
     env = {
         **os.environ,
-        "JACK_DEFAULT_SERVER": f"tuneforge-readme-{uuid.uuid4().hex[:8]}",
+        "JACK_DEFAULT_SERVER": free_server_name(),
         "JACK_NO_START_SERVER": "1",
     }
     # A session of its own, so jackd, fluidsynth and sleep are stopped together at the end;
