@@ -8,6 +8,7 @@ when any of its steps sounds). A per-frame log-likelihood can be shown as a stri
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,13 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
 from tuneforge.files import replacing
+from tuneforge.music.meter import bar_starts, step_in_bar
+from tuneforge.music.pianoroll import (
+    HIGHEST_PITCH,
+    LOWEST_PITCH,
+    canonical_onsets,
+    roll_to_notes,
+)
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 STRIP_LEVELS = " ▁▂▃▄▅▆▇█"
@@ -34,14 +42,16 @@ def bar_steps_of(steps_per_beat: int, time_signature: tuple[int, int] | None = N
     return max(1, round(steps_per_beat * numerator * 4 / denominator))
 
 
-def _pitch_window(roll: np.ndarray, lowest_pitch: int) -> tuple[int, int]:
-    """(low, high) MIDI pitches to draw: the sounding range with a little padding."""
+def _pitch_window(
+    roll: np.ndarray, lowest_pitch: int, padding: int = PADDING_PITCHES
+) -> tuple[int, int]:
+    """(low, high) MIDI pitches to draw: the sounding range with ``padding`` pitches around."""
     num_pitches = roll.shape[1]
     used = np.flatnonzero(roll.any(axis=0))
     if used.size == 0:
         low, high = 60 - lowest_pitch - 6, 60 - lowest_pitch + 6  # an empty roll shows C4 +- 6
     else:
-        low, high = int(used[0]) - PADDING_PITCHES, int(used[-1]) + PADDING_PITCHES
+        low, high = int(used[0]) - padding, int(used[-1]) + padding
     low, high = max(0, low), min(num_pitches - 1, high)
     return lowest_pitch + low, lowest_pitch + high
 
@@ -154,43 +164,102 @@ class PianoRollView:
         )
 
 
+def bar_line_steps(
+    length_steps: int,
+    steps_per_beat: int,
+    time_signatures: Iterable[tuple[int, int, int]] = (),
+) -> list[int]:
+    """The steps where a bar begins after the first, from the file's ``(step, numerator,
+    denominator)`` time signatures (4/4 before the first and without any)."""
+    positions = step_in_bar(length_steps, steps_per_beat, time_signatures)
+    return [int(step) for step in bar_starts(positions) if step > 0]
+
+
+def octave_window(low: int, high: int) -> tuple[int, int]:
+    """Pitches ``low..high`` widened to whole octaves, C to C, within the piano (A0..C8)."""
+    return max(LOWEST_PITCH, low - low % 12), min(HIGHEST_PITCH, high + (-high) % 12)
+
+
+def octave_ticks(low: int, high: int) -> list[tuple[int, str]]:
+    """(pitch, name) of every C from ``low`` to ``high``: ``(24, "C1")`` ... ``(108, "C8")``."""
+    return [(pitch, pitch_name(pitch)) for pitch in range(low + (-low) % 12, high + 1, 12)]
+
+
+def onset_marks(
+    roll: np.ndarray, onsets: np.ndarray | None = None, lowest_pitch: int = LOWEST_PITCH
+) -> list[tuple[int, int]]:
+    """(step, pitch) of every note start, sorted: each sounding run begins one, and so does
+    each given onset on a sounding frame (a note struck again without a gap)."""
+    starts = canonical_onsets(roll, onsets)
+    steps, columns = np.nonzero(starts)
+    return sorted(zip(steps.tolist(), (columns + lowest_pitch).tolist(), strict=True))
+
+
+def note_spans(
+    roll: np.ndarray, onsets: np.ndarray | None = None, lowest_pitch: int = LOWEST_PITCH
+) -> list[tuple[int, int, int]]:
+    """(start_step, end_step, pitch) of every note of a ``(T, 88)`` roll, as
+    :func:`~tuneforge.music.pianoroll.roll_to_notes` reads them."""
+    shift = lowest_pitch - LOWEST_PITCH
+    return [(n.start_step, n.end_step, n.pitch + shift) for n in roll_to_notes(roll, onsets)]
+
+
 def write_roll_png(
     roll: np.ndarray,
     path: str | Path,
     *,
     steps_per_beat: int,
-    lowest_pitch: int = 21,
-    time_signature: tuple[int, int] | None = None,
+    lowest_pitch: int = LOWEST_PITCH,
+    onsets: np.ndarray | None = None,
+    time_signatures: Iterable[tuple[int, int, int]] = (),
     frame_scores: np.ndarray | None = None,
     title: str | None = None,
 ) -> Path:
-    """Draw the roll (and the log-likelihood per frame, when given) into a PNG file."""
+    """Draw the roll (and the log-likelihood per frame, when given) into a PNG file.
+
+    Each note is a box from its onset, with a dark mark where it starts, so a note struck again
+    without a gap shows as two; bar lines follow ``time_signatures`` (``(step, numerator,
+    denominator)``, as :class:`~tuneforge.music.midi.Piece` holds them) and every C is named.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection, PolyCollection
     from matplotlib.figure import Figure
 
     roll = np.asarray(roll, dtype=bool)
     length = max(1, len(roll))
-    low, high = _pitch_window(roll, lowest_pitch)
+    low, high = octave_window(*_pitch_window(roll, lowest_pitch, padding=0))
     beats = length / steps_per_beat
     rows = 2 if frame_scores is not None else 1
     figure = Figure(figsize=(min(24.0, 4 + beats / 4), 6 if rows == 2 else 4.5), dpi=100)
     FigureCanvasAgg(figure)
     grid = figure.add_gridspec(rows, 1, height_ratios=[4, 1][:rows])
     axes = figure.add_subplot(grid[0])
-    window = roll[:, low - lowest_pitch : high - lowest_pitch + 1].T  # (pitches, T)
-    axes.imshow(
-        window,
-        origin="lower",
-        aspect="auto",
-        cmap="Blues",
-        interpolation="nearest",
-        extent=(0, length / steps_per_beat, low - 0.5, high + 0.5),
-    )
-    bar_beats = bar_steps_of(steps_per_beat, time_signature) / steps_per_beat
-    for bar in np.arange(bar_beats, beats, bar_beats):
-        axes.axvline(bar, color="0.6", linewidth=0.6)
-    ticks = [p for p in range(low, high + 1) if p % 12 == 0] or [low]
-    axes.set_yticks(ticks, [pitch_name(p) for p in ticks])
+    spans = note_spans(roll, onsets, lowest_pitch)
+    gap = min(0.15, 0.25 / steps_per_beat)  # beats left blank at a note's end
+    boxes = [
+        [
+            (start / steps_per_beat, pitch - 0.4),
+            (max(start / steps_per_beat + gap, end / steps_per_beat - gap), pitch - 0.4),
+            (max(start / steps_per_beat + gap, end / steps_per_beat - gap), pitch + 0.4),
+            (start / steps_per_beat, pitch + 0.4),
+        ]
+        for start, end, pitch in spans
+    ]
+    axes.add_collection(PolyCollection(boxes, facecolors="#6baed6", edgecolors="none"))
+    marks = [
+        [(step / steps_per_beat, pitch - 0.45), (step / steps_per_beat, pitch + 0.45)]
+        for step, pitch in onset_marks(roll, onsets, lowest_pitch)
+    ]
+    axes.add_collection(LineCollection(marks, colors="#08306b", linewidths=1.5))
+    length_steps = len(roll)
+    for step in bar_line_steps(length_steps, steps_per_beat, time_signatures):
+        axes.axvline(step / steps_per_beat, color="0.6", linewidth=0.6, zorder=0)
+    ticks = octave_ticks(low, high)
+    for pitch, _ in ticks:
+        axes.axhline(pitch, color="0.85", linewidth=0.5, zorder=0)
+    axes.set_yticks([pitch for pitch, _ in ticks], [name for _, name in ticks])
+    axes.set_ylim(low - 0.5, high + 0.5)
+    axes.set_xlim(0, beats)
     axes.set_ylabel("pitch")
     axes.set_title(title or "")
     if frame_scores is not None:

@@ -50,7 +50,8 @@ def show(
             piece.roll,
             png,
             steps_per_beat=steps_per_beat,
-            time_signature=signature,
+            onsets=piece.onsets,
+            time_signatures=piece.time_signatures,
             title=file.name,
         )
         console.print(f"wrote {png}")
@@ -110,7 +111,8 @@ def score(
             piece.roll,
             png,
             steps_per_beat=spb,
-            time_signature=_first_time_signature(piece),
+            onsets=piece.onsets,
+            time_signatures=piece.time_signatures,
             frame_scores=per_frame,
             title=f"{file.name} under {generator.name}",
         )
