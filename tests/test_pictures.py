@@ -141,3 +141,47 @@ def test_show_png_marks_onsets_names_octaves_and_follows_the_time_signatures(tmp
     assert [label.get_text() for label in axes.get_yticklabels()] == ["C4", "C5"]
     bar_lines = sorted(line.get_xdata()[0] for line in axes.lines if line.get_xdata()[0] > 0)
     assert bar_lines == [3.0, 5.0]  # beats 3 (3/4 bar ends) and 5 (a 2/4 bar later)
+
+
+# --- show RUN_DIR: a run's epochs and curves, old runs included ---------------------------------
+
+
+def old_run(folder):
+    """A run folder as earlier versions wrote it: metrics.jsonl counts epochs from 0."""
+    import json
+    from dataclasses import asdict
+
+    folder.mkdir()
+    history = [
+        epoch(0, train_loss=9.0, valid_nll=8.0),
+        epoch(1, train_loss=4.0, valid_nll=3.5),
+        epoch(2, train_loss=3.5, valid_nll=3.6, best_epoch=1, best_valid_nll=3.5),
+    ]
+    lines = "".join(json.dumps(asdict(entry)) + "\n" for entry in history)
+    (folder / "metrics.jsonl").write_text(lines)
+    return folder
+
+
+def test_show_of_a_run_folder_lists_its_epochs_from_1_and_draws_the_curves(tmp_path, drawn):
+    run = old_run(tmp_path / "nott-gru")
+    png = tmp_path / "curves.png"
+    result = runner.invoke(app, ["show", str(run), "--png", str(png)], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    assert "nott-gru: best valid NLL 3.500 at epoch 2 of 3" in result.output
+    rows = [line.split() for line in result.output.splitlines() if "│" in line]
+    numbers = [cells[1] for cells in rows if len(cells) > 1 and cells[1].isdigit()]
+    assert numbers == ["1", "2", "3"]
+    assert "3.5000 best" in result.output
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert list(drawn[-1].axes[0].get_xticks()) == [1, 2, 3]
+
+
+def test_show_of_a_folder_without_good_metrics_is_a_one_line_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["show", str(empty)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "metrics.jsonl is missing" in result.output
+    (empty / "metrics.jsonl").write_text('{"epoch": 0, "train_loss": 1.0}\n{"epo')
+    result = runner.invoke(app, ["show", str(empty)])
+    assert result.exit_code == 1 and "line 1 of" in result.output

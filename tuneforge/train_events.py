@@ -117,12 +117,30 @@ def metrics_line_to_epoch(line: str) -> EpochInfo:
 
 
 def read_metrics(path: Path | str) -> list[EpochInfo]:
-    """The epochs of a run's ``metrics.jsonl`` (or of the run folder holding it)."""
+    """The epochs of a run's ``metrics.jsonl`` (or of the run folder holding it), written by
+    this version or an earlier one. Raises :class:`~tuneforge.errors.DataError` when there is
+    no such file or a line is not an epoch's."""
+    from tuneforge.errors import DataError
+
     path = Path(path)
     if path.is_dir():
         path = path / "metrics.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [metrics_line_to_epoch(line) for line in lines if line.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        raise DataError(f"{path} is missing; give a run folder of `tuneforge train`") from None
+    history = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            history.append(metrics_line_to_epoch(line))
+        except (ValueError, KeyError, TypeError):
+            raise DataError(
+                f"line {number} of {path} is not an epoch's metrics; "
+                "the file may be cut short or edited"
+            ) from None
+    return history
 
 
 class TrainCallbacks:
