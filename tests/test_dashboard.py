@@ -6,6 +6,7 @@ import io
 import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,7 @@ def test_the_dashboard_never_shows_a_best_above_the_last_epoch():
     text = rendered(dashboard.render())
     last, best = (float(x) for x in re.findall(r"\d+\.\d{4}", row(text, "train loss"))[:2])
     assert last == 2.5 and best == 2.5
-    assert "2.0000" in row(text, "this epoch") and "epoch 3 step 4/10" in row(text, "this epoch")
+    assert "2.0000" in row(text, "this epoch") and "step 4/10" in row(text, "this epoch")
 
 
 # --- one epoch time for every view ----------------------------------------------------------
@@ -122,7 +123,7 @@ def test_eta_bounds_the_epochs_left_and_says_when_early_stopping_could_end_the_r
     assert (bound.epochs_left, bound.seconds_left) == (10, 100.0)
     assert (bound.early_stop_epoch, bound.early_stop_s) == (12, 20.0)
     assert eta_text(bound) == (
-        "at most 1m40s (10 epochs); early stopping could end it after epoch 12 (in 20.0s)"
+        "at most 1m40s (10 epochs), or 20.0s if early stopping ends it after epoch 12"
     )
     # Patience longer than what is left: only the epoch limit bounds the run.
     far = eta_bound(epoch(9, best_epoch=9), epochs=12, patience=5, seconds_per_epoch=10.0)
@@ -139,7 +140,7 @@ def test_dashboard_and_log_lines_use_the_patience_of_the_run():
     history = [epoch(0, epoch_s=10.0), epoch(1, best_epoch=0, epoch_s=10.0)]
     dashboard = Dashboard(Console(file=io.StringIO()))
     dashboard.info, dashboard.history = run_info(epochs=20, patience=3), history
-    assert "early stopping could end it after epoch 4 (in 20.0s)" in rendered(dashboard.render())
+    assert "or 20.0s if early stopping ends it after epoch 4" in rendered(dashboard.render())
     out = io.StringIO()
     log = PlainLog(Console(file=out, width=80))
     log.on_start(run_info(epochs=20, patience=3))
@@ -208,6 +209,64 @@ def test_ctrl_c_leaves_one_panel_on_screen():
     text = screen.text()
     assert text.count("╭") == 1 and text.count("╰") == 1, text
     assert "^C" not in text
+
+
+def run_in_a_terminal(argv: list[str], *, press_ctrl_c_after: bytes, width: int = 80) -> str:
+    """Run ``argv`` in a pseudo-terminal ``width`` columns wide, type Ctrl-C once its output
+    holds ``press_ctrl_c_after`` and then pauses (between two refreshes, as a person presses
+    it), and return the screen it leaves (through :class:`Screen`)."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import signal
+    import struct
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, on the terminal
+        os.execv(sys.executable, [sys.executable, *argv])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 60, width, 0, 0))
+    output, pressed, armed_reads = b"", False, 0
+    try:
+        while True:
+            armed = not pressed and press_ctrl_c_after in output
+            # Once armed, a read that waits 50 ms in vain means a frame is drawn whole; after
+            # 200 busy reads it is pressed anyway.
+            ready, _, _ = select.select([fd], [], [], 0.05 if armed else 120)
+            if armed and (not ready or armed_reads > 200):
+                os.write(fd, b"\x03")  # the terminal sends SIGINT and echoes "^C"
+                pressed = True
+                continue
+            if not ready:
+                break  # nothing for two minutes: give up, the assertions will say so
+            armed_reads += armed
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child has gone
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(fd)
+        if os.waitpid(pid, os.WNOHANG) == (0, 0):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    screen = Screen(width)
+    screen.feed(output.decode("utf-8", "replace"))
+    return screen.text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a Linux pseudo-terminal")
+def test_ctrl_c_in_a_terminal_leaves_one_dashboard_and_the_resume_line(tmp_path):
+    data = write_tiny_mat(tmp_path / "tiny.mat")
+    args = ["train", str(data), "--out", str(tmp_path / "run"), "--epochs", "300"]
+    argv = ["-m", "tuneforge", *args, "--patience", "1000", *FAST]
+    # Pressed once the dashboard shows a finished epoch, while the run has far to go.
+    text = run_in_a_terminal(argv, press_ctrl_c_after=b"(epoch ")
+    assert "interrupted" in text and "--resume" in text, text
+    assert text.count("╭") == 1 and text.count("╰") == 1, text
 
 
 # --- metrics.jsonl: epochs from 1, old files still read ---------------------------------------

@@ -108,8 +108,8 @@ def eta_bound(last: EpochInfo, *, epochs: int, patience: int, seconds_per_epoch:
 
 
 def eta_text(bound: EtaBound) -> str:
-    """``bound`` in words, e.g. ``at most 1m30s (9 epochs); early stopping could end it after
-    epoch 7 (in 40.0s)``."""
+    """``bound`` in words, e.g. ``at most 1m40s (10 epochs), or 20.0s if early stopping ends it
+    after epoch 12``."""
     if bound.early_stop_epoch is not None and bound.early_stop_epoch == bound.epochs_done:
         return f"0.0s (early stopping ends the run after epoch {bound.early_stop_epoch})"
     if bound.epochs_left == 0:
@@ -118,8 +118,8 @@ def eta_text(bound: EtaBound) -> str:
     text = f"at most {format_duration(bound.seconds_left)} ({bound.epochs_left} epoch{plural})"
     if bound.early_stop_epoch is not None:
         text += (
-            f"; early stopping could end it after epoch {bound.early_stop_epoch} "
-            f"(in {format_duration(bound.early_stop_s)})"
+            f", or {format_duration(bound.early_stop_s)} if early stopping ends it after "
+            f"epoch {bound.early_stop_epoch}"
         )
     return text
 
@@ -232,8 +232,7 @@ class Dashboard(TrainCallbacks):
                 "[dim]this epoch[/dim]",
                 _number(running_loss),
                 "",
-                f"[dim]train loss so far, epoch {step.epoch + 1} step {step.step}/{step.steps}"
-                "[/dim]",
+                f"[dim]running mean, step {step.step}/{step.steps}[/dim]",
             )
         speed = Table.grid(padding=(0, 2))
         for _ in range(4):
