@@ -111,10 +111,11 @@ def curves_figure(history: Sequence[Any], title: str):
 def plot_curves(history: Sequence[Any], path: Path, title: str | None = None) -> Path:
     """Draw :func:`curves_figure` into the PNG ``path`` (titled after its folder, a run folder,
     unless ``title`` is given). Uses matplotlib's Agg backend: no display needed."""
+    from tuneforge.files import replacing
+
     path = Path(path)
     figure = curves_figure(history, title or curves_title(path.resolve().parent.name, history))
     # Written beside the target then moved, so a viewer never sees half a PNG.
-    partial = path.with_name(path.name + ".partial")
-    figure.savefig(partial, format="png")
-    partial.replace(path)
+    with replacing(path) as partial:
+        figure.savefig(partial, format="png")
     return path
