@@ -185,3 +185,24 @@ def test_show_of_a_folder_without_good_metrics_is_a_one_line_error(tmp_path):
     (empty / "metrics.jsonl").write_text('{"epoch": 0, "train_loss": 1.0}\n{"epo')
     result = runner.invoke(app, ["show", str(empty)])
     assert result.exit_code == 1 and "line 1 of" in result.output
+
+
+def test_terminal_bar_lines_follow_every_time_signature_and_thin_out():
+    from tuneforge.cli.rollview import bar_line_columns
+
+    bars = [0, 12, 20, 28]  # a 3/4 bar, then 2/4 bars (4 steps a beat)
+    assert np.flatnonzero(bar_line_columns(bars, 1, 36)).tolist() == [12, 20, 28]
+    # 4 steps a column: the shortest bar is 2 columns, so every second bar gets a line.
+    assert np.flatnonzero(bar_line_columns(bars, 4, 9)).tolist() == [5]
+    assert not bar_line_columns([0], 1, 10).any()  # shorter than a bar: no line
+
+
+def test_show_in_the_terminal_draws_bar_lines_from_every_time_signature(tmp_path):
+    notes = [(60, 0, 4), (60, 4, 8), (67, 8, 28)]
+    tune = write_midi(tmp_path / "tune.mid", notes, time_signatures=[(0, 3, 4), (12, 2, 4)])
+    result = runner.invoke(app, ["show", str(tune)], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("  D4 "))
+    assert [i for i, ch in enumerate(row[5:]) if ch == "│"] == [12, 20]
+    axis = next(line for line in result.output.splitlines() if line.lstrip().startswith("1 "))
+    assert axis[5 + 12] == "2" and axis[5 + 20] == "3"  # bar numbers under the lines

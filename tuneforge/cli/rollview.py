@@ -8,7 +8,7 @@ when any of its steps sounds). A per-frame log-likelihood can be shown as a stri
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +36,6 @@ def pitch_name(pitch: int) -> str:
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def bar_steps_of(steps_per_beat: int, time_signature: tuple[int, int] | None = None) -> int:
-    """Steps in one bar: ``numerator`` beats of ``4 / denominator`` quarter notes (4/4 default)."""
-    numerator, denominator = time_signature or (4, 4)
-    return max(1, round(steps_per_beat * numerator * 4 / denominator))
-
-
 def _pitch_window(
     roll: np.ndarray, lowest_pitch: int, padding: int = PADDING_PITCHES
 ) -> tuple[int, int]:
@@ -56,6 +50,23 @@ def _pitch_window(
     return lowest_pitch + low, lowest_pitch + high
 
 
+def bar_line_columns(
+    bar_steps: Sequence[int], steps_per_column: int, num_columns: int
+) -> np.ndarray:
+    """Which of ``num_columns`` terminal columns show a bar line, for bars beginning at
+    ``bar_steps`` (0 first): every bar's when they fit, else every k-th bar's, so that lines
+    stay at least ``MIN_LINE_GAP_COLUMNS`` apart. Shape: returns (num_columns,) bool."""
+    bars = np.asarray(bar_steps, dtype=np.int64)
+    shown = np.zeros(num_columns, dtype=bool)
+    if bars.size < 2:
+        return shown
+    shortest = int(np.diff(bars).min())
+    bars_per_line = max(1, math.ceil(MIN_LINE_GAP_COLUMNS * steps_per_column / shortest))
+    columns = bars[::bars_per_line] // steps_per_column
+    shown[columns[(columns > 0) & (columns < num_columns)]] = True
+    return shown
+
+
 class PianoRollView:
     """A rich renderable of a ``(T, P)`` roll, optionally with a log-likelihood strip."""
 
@@ -65,13 +76,13 @@ class PianoRollView:
         *,
         steps_per_beat: int,
         lowest_pitch: int = 21,
-        time_signature: tuple[int, int] | None = None,
+        time_signatures: Iterable[tuple[int, int, int]] = (),
         frame_scores: np.ndarray | None = None,
     ) -> None:
         self.roll = np.asarray(roll, dtype=bool)
         self.steps_per_beat = steps_per_beat
         self.lowest_pitch = lowest_pitch
-        self.bar_steps = bar_steps_of(steps_per_beat, time_signature)
+        self.bar_steps = [0, *bar_line_steps(len(self.roll), steps_per_beat, time_signatures)]
         self.frame_scores = None if frame_scores is None else np.asarray(frame_scores, float)
 
     def _columns(self, width: int) -> tuple[int, int]:
@@ -87,14 +98,7 @@ class PianoRollView:
         padded = np.zeros((num_columns * steps_per_column, self.roll.shape[1]), dtype=bool)
         padded[:length] = self.roll
         lit = padded.reshape(num_columns, steps_per_column, -1).any(axis=1)  # (C, P)
-        starts = np.arange(num_columns) * steps_per_column
-        # Lines every `bars_per_line` bars, so that lines stay at least 4 columns apart.
-        bars_per_line = max(1, math.ceil(MIN_LINE_GAP_COLUMNS * steps_per_column / self.bar_steps))
-        line_steps = bars_per_line * self.bar_steps
-        # A column shows a line when a marked bar begins within its steps.
-        last_steps = starts + steps_per_column - 1
-        bar_start = last_steps // line_steps > (starts - 1) // line_steps
-        bar_start[0] = False
+        bar_start = bar_line_columns(self.bar_steps, steps_per_column, num_columns)
         low, high = _pitch_window(self.roll, self.lowest_pitch)
         for pitch in range(high, low - 1, -1):
             name = pitch_name(pitch)
@@ -125,8 +129,8 @@ class PianoRollView:
         """Bar numbers under the bar lines, and the scale of a column."""
         axis = [" "] * num_columns
         for c in [0, *np.flatnonzero(bar_start).tolist()]:
-            first_bar = -(-(c * steps_per_column) // self.bar_steps)  # first bar starting here
-            label = str(first_bar + 1)
+            # The number of the first bar that begins in column c.
+            label = str(int(np.searchsorted(self.bar_steps, c * steps_per_column)) + 1)
             # Skip a number that would run into the previous one.
             if all(ch == " " for ch in axis[max(0, c - 1) : c + len(label)]):
                 axis[c : c + len(label)] = list(label)

@@ -17,14 +17,6 @@ from tuneforge.cli.device_options import DEFAULT_DEVICE, DeviceOption
 console = Console(highlight=False)
 
 
-def _first_time_signature(piece) -> tuple[int, int] | None:
-    return (
-        (piece.time_signatures[0][1], piece.time_signatures[0][2])
-        if piece.time_signatures
-        else None
-    )
-
-
 def show(
     file: Annotated[
         Path, typer.Argument(exists=True, help="MIDI file, or a run folder of `tuneforge train`.")
@@ -43,13 +35,14 @@ def show(
     from tuneforge.music.midi import read_midi
 
     piece = read_midi(file, steps_per_beat=steps_per_beat)
-    signature = _first_time_signature(piece)
     console.print(
         f"[bold]{file.name}[/bold]: {piece.num_notes} notes, {piece.length_steps} steps, "
         f"{piece.duration_s:.1f} s"
     )
     console.print(
-        PianoRollView(piece.roll, steps_per_beat=steps_per_beat, time_signature=signature)
+        PianoRollView(
+            piece.roll, steps_per_beat=steps_per_beat, time_signatures=piece.time_signatures
+        )
     )
     if png is not None:
         write_roll_png(
@@ -131,14 +124,16 @@ def score(
         }
         typer.echo(json.dumps(document, indent=2))
     else:
-        signature = _first_time_signature(piece)
         console.print(
             f"[bold]{file.name}[/bold] under {generator.name}: "
             f"{-total / scored.size:.3f} nats/frame NLL"
         )
         console.print(
             PianoRollView(
-                piece.roll, steps_per_beat=spb, time_signature=signature, frame_scores=per_frame
+                piece.roll,
+                steps_per_beat=spb,
+                time_signatures=piece.time_signatures,
+                frame_scores=per_frame,
             )
         )
     if png is not None:
