@@ -1,8 +1,11 @@
 """Piano rolls drawn in the terminal (rich) and as PNG images (matplotlib, Agg backend).
 
-Pitch runs upward, time to the right; bar lines mark each bar and the left axis names every
-pitch. When the roll is wider than the terminal, several steps share a column (a column is lit
-when any of its steps sounds). A per-frame log-likelihood can be shown as a strip underneath.
+Pitch runs upward, time to the right; bar lines follow every time signature of the piece. In the
+terminal the left axis names every pitch, and when the roll is wider than the terminal several
+steps share a column (a column is lit when any of its steps sounds). In a PNG each note is a box
+with a dark mark at its onset, so a note struck again without a gap shows as two, and every C is
+named. A per-frame log-likelihood can be shown as a strip underneath. The drawing decisions
+(bar positions, octave labels, onset marks) are plain functions, tested without pixels.
 """
 
 from __future__ import annotations
