@@ -124,7 +124,7 @@ def test_an_interrupted_compare_continues_where_it_stopped(tmp_path, tiny):
     assert (out / "sequence-lstm" / "result.json").read_text() == finished
     assert (out / "sequence-lstm" / "best.safetensors").stat().st_mtime_ns == lstm_weights
     gru = json.loads((out / "sequence-gru" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert gru["epoch"] == 1  # two epochs in all, none repeated
+    assert gru["epoch"] == 2  # two epochs in all (counted from 1), none repeated
     document = json.loads((out / "report.json").read_text())
     assert document["protocol"] == "tcn" and document["entries_done"] == 3
     assert [row["label"] for row in document["leaderboard"]] == [r.label for r in report.ranked]

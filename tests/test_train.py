@@ -118,7 +118,7 @@ def test_training_learns_and_fills_the_run_folder(tmp_path):
     }
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [0, 1, 2, 3]
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4]  # counted from 1
     best = load_checkpoint(tmp_path)
     assert best.meta["data_fingerprint"] == "tiny-fingerprint"
     assert best.meta["steps_per_beat"] == 4

@@ -57,6 +57,7 @@ from tuneforge.train_events import (
     TrainCallbacks,
     TrainingInterrupted,
     TrainResult,
+    epoch_to_metrics_line,
 )
 
 __all__ = [
@@ -438,7 +439,7 @@ def _resume_epoch(run_dir: Path) -> int | None:
 
 def _write_metrics(run_dir: Path, history: list[EpochInfo]) -> None:
     # Rewritten whole each epoch, so a resumed run never repeats an epoch's line.
-    lines = "".join(json.dumps(asdict(entry)) + "\n" for entry in history)
+    lines = "".join(epoch_to_metrics_line(entry) for entry in history)
     write_text(run_dir / "metrics.jsonl", lines)
 
 

@@ -1,13 +1,17 @@
 """Piano rolls drawn in the terminal (rich) and as PNG images (matplotlib, Agg backend).
 
-Pitch runs upward, time to the right; bar lines mark each bar and the left axis names every
-pitch. When the roll is wider than the terminal, several steps share a column (a column is lit
-when any of its steps sounds). A per-frame log-likelihood can be shown as a strip underneath.
+Pitch runs upward, time to the right; bar lines follow every time signature of the piece. In the
+terminal the left axis names every pitch, and when the roll is wider than the terminal several
+steps share a column (a column is lit when any of its steps sounds). In a PNG each note is a box
+with a dark mark at its onset, so a note struck again without a gap shows as two, and every C is
+named. A per-frame log-likelihood can be shown as a strip underneath. The drawing decisions
+(bar positions, octave labels, onset marks) are plain functions, tested without pixels.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,13 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
 from tuneforge.files import replacing
+from tuneforge.music.meter import bar_starts, step_in_bar
+from tuneforge.music.pianoroll import (
+    HIGHEST_PITCH,
+    LOWEST_PITCH,
+    canonical_onsets,
+    roll_to_notes,
+)
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 STRIP_LEVELS = " ▁▂▃▄▅▆▇█"
@@ -28,22 +39,35 @@ def pitch_name(pitch: int) -> str:
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def bar_steps_of(steps_per_beat: int, time_signature: tuple[int, int] | None = None) -> int:
-    """Steps in one bar: ``numerator`` beats of ``4 / denominator`` quarter notes (4/4 default)."""
-    numerator, denominator = time_signature or (4, 4)
-    return max(1, round(steps_per_beat * numerator * 4 / denominator))
-
-
-def _pitch_window(roll: np.ndarray, lowest_pitch: int) -> tuple[int, int]:
-    """(low, high) MIDI pitches to draw: the sounding range with a little padding."""
+def _pitch_window(
+    roll: np.ndarray, lowest_pitch: int, padding: int = PADDING_PITCHES
+) -> tuple[int, int]:
+    """(low, high) MIDI pitches to draw: the sounding range with ``padding`` pitches around."""
     num_pitches = roll.shape[1]
     used = np.flatnonzero(roll.any(axis=0))
     if used.size == 0:
         low, high = 60 - lowest_pitch - 6, 60 - lowest_pitch + 6  # an empty roll shows C4 +- 6
     else:
-        low, high = int(used[0]) - PADDING_PITCHES, int(used[-1]) + PADDING_PITCHES
+        low, high = int(used[0]) - padding, int(used[-1]) + padding
     low, high = max(0, low), min(num_pitches - 1, high)
     return lowest_pitch + low, lowest_pitch + high
+
+
+def bar_line_columns(
+    bar_steps: Sequence[int], steps_per_column: int, num_columns: int
+) -> np.ndarray:
+    """Which of ``num_columns`` terminal columns show a bar line, for bars beginning at
+    ``bar_steps`` (0 first): every bar's when they fit, else every k-th bar's, so that lines
+    stay at least ``MIN_LINE_GAP_COLUMNS`` apart. Shape: returns (num_columns,) bool."""
+    bars = np.asarray(bar_steps, dtype=np.int64)
+    shown = np.zeros(num_columns, dtype=bool)
+    if bars.size < 2:
+        return shown
+    shortest = int(np.diff(bars).min())
+    bars_per_line = max(1, math.ceil(MIN_LINE_GAP_COLUMNS * steps_per_column / shortest))
+    columns = bars[::bars_per_line] // steps_per_column
+    shown[columns[(columns > 0) & (columns < num_columns)]] = True
+    return shown
 
 
 class PianoRollView:
@@ -55,13 +79,13 @@ class PianoRollView:
         *,
         steps_per_beat: int,
         lowest_pitch: int = 21,
-        time_signature: tuple[int, int] | None = None,
+        time_signatures: Iterable[tuple[int, int, int]] = (),
         frame_scores: np.ndarray | None = None,
     ) -> None:
         self.roll = np.asarray(roll, dtype=bool)
         self.steps_per_beat = steps_per_beat
         self.lowest_pitch = lowest_pitch
-        self.bar_steps = bar_steps_of(steps_per_beat, time_signature)
+        self.bar_steps = [0, *bar_line_steps(len(self.roll), steps_per_beat, time_signatures)]
         self.frame_scores = None if frame_scores is None else np.asarray(frame_scores, float)
 
     def _columns(self, width: int) -> tuple[int, int]:
@@ -77,14 +101,7 @@ class PianoRollView:
         padded = np.zeros((num_columns * steps_per_column, self.roll.shape[1]), dtype=bool)
         padded[:length] = self.roll
         lit = padded.reshape(num_columns, steps_per_column, -1).any(axis=1)  # (C, P)
-        starts = np.arange(num_columns) * steps_per_column
-        # Lines every `bars_per_line` bars, so that lines stay at least 4 columns apart.
-        bars_per_line = max(1, math.ceil(MIN_LINE_GAP_COLUMNS * steps_per_column / self.bar_steps))
-        line_steps = bars_per_line * self.bar_steps
-        # A column shows a line when a marked bar begins within its steps.
-        last_steps = starts + steps_per_column - 1
-        bar_start = last_steps // line_steps > (starts - 1) // line_steps
-        bar_start[0] = False
+        bar_start = bar_line_columns(self.bar_steps, steps_per_column, num_columns)
         low, high = _pitch_window(self.roll, self.lowest_pitch)
         for pitch in range(high, low - 1, -1):
             name = pitch_name(pitch)
@@ -115,8 +132,8 @@ class PianoRollView:
         """Bar numbers under the bar lines, and the scale of a column."""
         axis = [" "] * num_columns
         for c in [0, *np.flatnonzero(bar_start).tolist()]:
-            first_bar = -(-(c * steps_per_column) // self.bar_steps)  # first bar starting here
-            label = str(first_bar + 1)
+            # The number of the first bar that begins in column c.
+            label = str(int(np.searchsorted(self.bar_steps, c * steps_per_column)) + 1)
             # Skip a number that would run into the previous one.
             if all(ch == " " for ch in axis[max(0, c - 1) : c + len(label)]):
                 axis[c : c + len(label)] = list(label)
@@ -154,43 +171,102 @@ class PianoRollView:
         )
 
 
+def bar_line_steps(
+    length_steps: int,
+    steps_per_beat: int,
+    time_signatures: Iterable[tuple[int, int, int]] = (),
+) -> list[int]:
+    """The steps where a bar begins after the first, from the file's ``(step, numerator,
+    denominator)`` time signatures (4/4 before the first and without any)."""
+    positions = step_in_bar(length_steps, steps_per_beat, time_signatures)
+    return [int(step) for step in bar_starts(positions) if step > 0]
+
+
+def octave_window(low: int, high: int) -> tuple[int, int]:
+    """Pitches ``low..high`` widened to whole octaves, C to C, within the piano (A0..C8)."""
+    return max(LOWEST_PITCH, low - low % 12), min(HIGHEST_PITCH, high + (-high) % 12)
+
+
+def octave_ticks(low: int, high: int) -> list[tuple[int, str]]:
+    """(pitch, name) of every C from ``low`` to ``high``: ``(24, "C1")`` ... ``(108, "C8")``."""
+    return [(pitch, pitch_name(pitch)) for pitch in range(low + (-low) % 12, high + 1, 12)]
+
+
+def onset_marks(
+    roll: np.ndarray, onsets: np.ndarray | None = None, lowest_pitch: int = LOWEST_PITCH
+) -> list[tuple[int, int]]:
+    """(step, pitch) of every note start, sorted: each sounding run begins one, and so does
+    each given onset on a sounding frame (a note struck again without a gap)."""
+    starts = canonical_onsets(roll, onsets)
+    steps, columns = np.nonzero(starts)
+    return sorted(zip(steps.tolist(), (columns + lowest_pitch).tolist(), strict=True))
+
+
+def note_spans(
+    roll: np.ndarray, onsets: np.ndarray | None = None, lowest_pitch: int = LOWEST_PITCH
+) -> list[tuple[int, int, int]]:
+    """(start_step, end_step, pitch) of every note of a ``(T, 88)`` roll, as
+    :func:`~tuneforge.music.pianoroll.roll_to_notes` reads them."""
+    shift = lowest_pitch - LOWEST_PITCH
+    return [(n.start_step, n.end_step, n.pitch + shift) for n in roll_to_notes(roll, onsets)]
+
+
 def write_roll_png(
     roll: np.ndarray,
     path: str | Path,
     *,
     steps_per_beat: int,
-    lowest_pitch: int = 21,
-    time_signature: tuple[int, int] | None = None,
+    lowest_pitch: int = LOWEST_PITCH,
+    onsets: np.ndarray | None = None,
+    time_signatures: Iterable[tuple[int, int, int]] = (),
     frame_scores: np.ndarray | None = None,
     title: str | None = None,
 ) -> Path:
-    """Draw the roll (and the log-likelihood per frame, when given) into a PNG file."""
+    """Draw the roll (and the log-likelihood per frame, when given) into a PNG file.
+
+    Each note is a box from its onset, with a dark mark where it starts, so a note struck again
+    without a gap shows as two; bar lines follow ``time_signatures`` (``(step, numerator,
+    denominator)``, as :class:`~tuneforge.music.midi.Piece` holds them) and every C is named.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection, PolyCollection
     from matplotlib.figure import Figure
 
     roll = np.asarray(roll, dtype=bool)
     length = max(1, len(roll))
-    low, high = _pitch_window(roll, lowest_pitch)
+    low, high = octave_window(*_pitch_window(roll, lowest_pitch, padding=0))
     beats = length / steps_per_beat
     rows = 2 if frame_scores is not None else 1
     figure = Figure(figsize=(min(24.0, 4 + beats / 4), 6 if rows == 2 else 4.5), dpi=100)
     FigureCanvasAgg(figure)
     grid = figure.add_gridspec(rows, 1, height_ratios=[4, 1][:rows])
     axes = figure.add_subplot(grid[0])
-    window = roll[:, low - lowest_pitch : high - lowest_pitch + 1].T  # (pitches, T)
-    axes.imshow(
-        window,
-        origin="lower",
-        aspect="auto",
-        cmap="Blues",
-        interpolation="nearest",
-        extent=(0, length / steps_per_beat, low - 0.5, high + 0.5),
-    )
-    bar_beats = bar_steps_of(steps_per_beat, time_signature) / steps_per_beat
-    for bar in np.arange(bar_beats, beats, bar_beats):
-        axes.axvline(bar, color="0.6", linewidth=0.6)
-    ticks = [p for p in range(low, high + 1) if p % 12 == 0] or [low]
-    axes.set_yticks(ticks, [pitch_name(p) for p in ticks])
+    spans = note_spans(roll, onsets, lowest_pitch)
+    gap = min(0.15, 0.25 / steps_per_beat)  # beats left blank at a note's end
+    boxes = [
+        [
+            (start / steps_per_beat, pitch - 0.4),
+            (max(start / steps_per_beat + gap, end / steps_per_beat - gap), pitch - 0.4),
+            (max(start / steps_per_beat + gap, end / steps_per_beat - gap), pitch + 0.4),
+            (start / steps_per_beat, pitch + 0.4),
+        ]
+        for start, end, pitch in spans
+    ]
+    axes.add_collection(PolyCollection(boxes, facecolors="#6baed6", edgecolors="none"))
+    marks = [
+        [(step / steps_per_beat, pitch - 0.45), (step / steps_per_beat, pitch + 0.45)]
+        for step, pitch in onset_marks(roll, onsets, lowest_pitch)
+    ]
+    axes.add_collection(LineCollection(marks, colors="#08306b", linewidths=1.5))
+    length_steps = len(roll)
+    for step in bar_line_steps(length_steps, steps_per_beat, time_signatures):
+        axes.axvline(step / steps_per_beat, color="0.6", linewidth=0.6, zorder=0)
+    ticks = octave_ticks(low, high)
+    for pitch, _ in ticks:
+        axes.axhline(pitch, color="0.85", linewidth=0.5, zorder=0)
+    axes.set_yticks([pitch for pitch, _ in ticks], [name for _, name in ticks])
+    axes.set_ylim(low - 0.5, high + 0.5)
+    axes.set_xlim(0, beats)
     axes.set_ylabel("pitch")
     axes.set_title(title or "")
     if frame_scores is not None:

@@ -17,42 +17,71 @@ from tuneforge.cli.device_options import DEFAULT_DEVICE, DeviceOption
 console = Console(highlight=False)
 
 
-def _first_time_signature(piece) -> tuple[int, int] | None:
-    return (
-        (piece.time_signatures[0][1], piece.time_signatures[0][2])
-        if piece.time_signatures
-        else None
-    )
-
-
 def show(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="MIDI file to show.")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, help="MIDI file, or a run folder of `tuneforge train`.")
+    ],
     steps_per_beat: Annotated[int, typer.Option(help="Time resolution: steps per beat.")] = 4,
     png: Annotated[
         Path | None, typer.Option(dir_okay=False, help="Also write a PNG image.")
     ] = None,
 ) -> None:
-    """Draw a MIDI file's piano roll: pitch up, time right, bar lines, note names."""
+    """Draw a MIDI file's piano roll (pitch up, time right, bar lines, note names), or a run
+    folder's epochs (with --png, its training curves)."""
+    if file.is_dir():
+        _show_run(file, png)
+        return
     from tuneforge.cli.rollview import PianoRollView, write_roll_png
     from tuneforge.music.midi import read_midi
 
     piece = read_midi(file, steps_per_beat=steps_per_beat)
-    signature = _first_time_signature(piece)
     console.print(
         f"[bold]{file.name}[/bold]: {piece.num_notes} notes, {piece.length_steps} steps, "
         f"{piece.duration_s:.1f} s"
     )
     console.print(
-        PianoRollView(piece.roll, steps_per_beat=steps_per_beat, time_signature=signature)
+        PianoRollView(
+            piece.roll, steps_per_beat=steps_per_beat, time_signatures=piece.time_signatures
+        )
     )
     if png is not None:
         write_roll_png(
             piece.roll,
             png,
             steps_per_beat=steps_per_beat,
-            time_signature=signature,
+            onsets=piece.onsets,
+            time_signatures=piece.time_signatures,
             title=file.name,
         )
+        console.print(f"wrote {png}")
+
+
+def _show_run(run_dir: Path, png: Path | None) -> None:
+    """A run's epochs as a table, from its metrics.jsonl (of this version or an earlier one)."""
+    from rich.table import Table
+
+    from tuneforge.cli.dashboard import epoch_time_text, format_duration
+    from tuneforge.curves import curves_title, plot_curves
+    from tuneforge.train_events import read_metrics
+
+    history = read_metrics(run_dir)
+    title = curves_title(run_dir.resolve().name, history)
+    table = Table(title=title, title_justify="left")
+    for name in ("epoch", "train loss", "valid NLL", "epoch time"):
+        table.add_column(name, justify="right")
+    best = history[-1].best_epoch if history else -1
+    for entry in history:
+        mark = " best" if entry.epoch == best else ""
+        table.add_row(
+            str(entry.epoch + 1),
+            f"{entry.train_loss:.4f}",
+            f"{entry.valid_nll:.4f}{mark}",
+            format_duration(entry.epoch_s),
+        )
+    console.print(table)
+    console.print(f"epoch time {epoch_time_text(history)}")
+    if png is not None:
+        plot_curves(history, png, title=title)
         console.print(f"wrote {png}")
 
 
@@ -95,14 +124,16 @@ def score(
         }
         typer.echo(json.dumps(document, indent=2))
     else:
-        signature = _first_time_signature(piece)
         console.print(
             f"[bold]{file.name}[/bold] under {generator.name}: "
             f"{-total / scored.size:.3f} nats/frame NLL"
         )
         console.print(
             PianoRollView(
-                piece.roll, steps_per_beat=spb, time_signature=signature, frame_scores=per_frame
+                piece.roll,
+                steps_per_beat=spb,
+                time_signatures=piece.time_signatures,
+                frame_scores=per_frame,
             )
         )
     if png is not None:
@@ -110,7 +141,8 @@ def score(
             piece.roll,
             png,
             steps_per_beat=spb,
-            time_signature=_first_time_signature(piece),
+            onsets=piece.onsets,
+            time_signatures=piece.time_signatures,
             frame_scores=per_frame,
             title=f"{file.name} under {generator.name}",
         )
