@@ -103,6 +103,8 @@ class Answer:
     call_end_s: float  # when the pause was complete: the answer is due now
     first_note_s: float | None = None  # when the first note of the answer was sent
     answer_steps: int = 0
+    heard_end_s: float | None = None  # when the call's last note-off was taken in
+    first_note_due_s: float | None = None  # the boundary the first note was planned for
 
 
 @dataclass
@@ -112,6 +114,7 @@ class JamReport:
     steps: int
     answers: list[Answer] = field(default_factory=list)
     step_late_s: list[float] = field(default_factory=list)  # per boundary, sent - scheduled
+    step_due_s: list[float] = field(default_factory=list)  # per boundary, since the start
 
 
 def keyboard_note(char: str, octave_shift: int = 0) -> int | None:
@@ -120,6 +123,51 @@ def keyboard_note(char: str, octave_shift: int = 0) -> int | None:
     if index < 0 or not char:
         return None
     return KEYBOARD_BASE_NOTE + 12 * octave_shift + index
+
+
+def check_model(
+    generator: Generator, mode: str, *, sample: Callable[..., Iterator[Any]] | None = None
+) -> None:
+    """Try the model once the way ``mode`` uses it, before the session starts: continue a
+    phrase (call and response) or write parts under a melody (accompaniment).
+
+    Raises:
+        ConfigError: the model cannot; the message names the model and what to do.
+    """
+    from tuneforge.sample import SamplingOptions, sample_stream
+
+    config = generator.config
+    num_pitches = int(config.get("num_pitches", 88))
+    lowest = int(config.get("lowest_pitch", 21))
+    column = min(max(0, 60 - lowest), num_pitches - 1)  # middle C, or the nearest pitch
+    primer = np.zeros((2, num_pitches), dtype=np.uint8)
+    primer[:, column] = 1
+    melody = primer[:1] if mode == "accompany" else None
+    task = "accompany a melody" if mode == "accompany" else "continue a phrase"
+    if any(not bool(p.isfinite().all()) for p in generator.model.parameters()):
+        raise ConfigError(
+            f"model {generator.name} cannot {task} in a jam (its weights hold NaN or infinity,"
+            " as after a diverged training); choose another model with --model"
+        )
+    try:
+        stream = (sample or sample_stream)(
+            generator.model,
+            num_steps=1,
+            batch_size=1,
+            options=SamplingOptions(),
+            seed=0,
+            primer=primer,
+            melody=melody,
+        )
+        frame = np.asarray(next(iter(stream))[0], dtype=float)
+        if frame.shape != (num_pitches,) or not np.isfinite(frame).all():
+            raise ValueError(f"it drew a step of shape {frame.shape} with values {frame[:4]}")
+    except Exception as error:  # any failure here would otherwise end the session mid-play
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"model {generator.name} cannot {task} in a jam ({reason}); "
+            "choose another model with --model"
+        ) from error
 
 
 class JamSession:
@@ -164,6 +212,7 @@ class JamSession:
         self._model_now: set[int] = set()  # pitches the model sounds now
         self._call_start: int | None = None
         self._last_active = -1
+        self._released_s: float | None = None  # when the player's last note ended
         self._answer: Iterator[np.ndarray] | None = None
         self._answer_left = 0
         self.state = "listening" if settings.mode == "call" else "accompanying"
@@ -197,6 +246,8 @@ class JamSession:
             self._struck.add(data[1])
         elif status in (0x80, 0x90) and len(data) > 1:
             self._held.discard(data[1])
+            if not self._held:
+                self._released_s = self.clock() - self.start_s
         if self.settings.thru and status in (0x80, 0x90, 0xB0):
             self._send_now([status | PLAYER_CHANNEL, *data[1:]])
 
@@ -245,6 +296,8 @@ class JamSession:
             _, _, data = heapq.heappop(self._queue)
             if data[0] & 0xF0 == 0x80 and data[0] & 0x0F == PLAYER_CHANNEL:
                 self._held.discard(data[1])  # a keyboard note ending on its own
+                if not self._held:
+                    self._released_s = now - self.start_s
             self._send_now(data)
 
     def _play_model_frame(self, frame: np.ndarray) -> bool:
@@ -287,6 +340,7 @@ class JamSession:
             scheduled = self.step_time(self.step)
             self._boundary(self.step, scheduled)
             self.report.step_late_s.append(self.clock() - scheduled)
+            self.report.step_due_s.append(scheduled - self.start_s)
             self.step += 1
             self.report.steps = self.step
             if self.settings.bars is not None:
@@ -377,6 +431,7 @@ class JamSession:
             answer_start_step=step,
             call_end_s=self.step_time(step) - self.start_s,
             answer_steps=answer_steps,
+            heard_end_s=self._released_s,
         )
         self.report.answers.append(record)
         frames = self._sample(
@@ -413,6 +468,7 @@ class JamSession:
         answer = self.report.answers[-1]
         if began and answer.first_note_s is None:
             answer.first_note_s = self.clock() - self.start_s
+            answer.first_note_due_s = self.step_time(self.step) - self.start_s
         return frame
 
     # -- the end -----------------------------------------------------------------------
@@ -471,6 +527,9 @@ class JamSession:
         late = self.report.step_late_s
         schedule = {
             **record,
+            "clock_start_s": self.start_s,  # the session's start on its clock (monotonic)
+            "step_due_s": [round(t, 9) for t in self.report.step_due_s],
+            "step_sent_late_s": [round(t, 6) for t in late],
             "step_s": self.step_s,
             "answers": [asdict(a) for a in self.report.answers],
             "step_late_s": {

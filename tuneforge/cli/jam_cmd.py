@@ -175,7 +175,7 @@ def jam(
 ) -> None:
     """Jam with a model: it answers your phrases, or accompanies you, live."""
     from tuneforge.generate import load_generator
-    from tuneforge.jam import CONTROL_KEYS, JamSession, JamSettings, keyboard_note
+    from tuneforge.jam import CONTROL_KEYS, JamSession, JamSettings, check_model, keyboard_note
     from tuneforge.playback.midi_in import InputLost, open_input
     from tuneforge.playback.outputs import OutputRequest, open_player_output
 
@@ -195,6 +195,7 @@ def jam(
     settings.check()
     check_numbers({"temperature": temp, "seed": seed, "max_polyphony": max_polyphony})
     generator = load_generator(model, device=device.value)
+    check_model(generator, settings.mode)  # before any port opens: a clear error, at once
     source = open_input(in_port, api=api.value) if in_port is not None else None
     request = OutputRequest(port, virtual, api.value, synth, audio_driver, audio_file, soundfont)
     try:
