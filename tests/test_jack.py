@@ -118,7 +118,7 @@ def test_a_long_playback_keeps_to_its_schedule_without_drift(recorder):
     assert _arrival_spread_s(received, events) <= 0.015
 
 
-def _interrupt_after_notes(recorder, args, *, env=None, num_notes=3, timeout_s=30):
+def _interrupt_after_notes(recorder, args, *, env=None, num_notes=3, timeout_s=90):
     """Run `tuneforge ARGS` in a subprocess, send SIGINT once ``num_notes`` note-ons reached
     the recorder, and return (exit status, stdout, stderr)."""
     command = [sys.executable, "-m", "tuneforge", *args]

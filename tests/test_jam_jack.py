@@ -58,8 +58,9 @@ def _close(client) -> None:
 
 def _start_jam(tmp_path, *args):
     model = save_tiny(tmp_path / "models", "tiny", head_bias=-1.5)
-    command = [sys.executable, "-m", "tuneforge", "jam", "--model", str(model)]
-    command += ["--port", "sink", "--api", "jack", "--tempo", str(TEMPO_BPM)]
+    # -X faulthandler: a jam that hangs is stopped with SIGABRT and shows where it was.
+    command = [sys.executable, "-X", "faulthandler", "-m", "tuneforge", "jam"]
+    command += ["--model", str(model), "--port", "sink", "--api", "jack", "--tempo", str(TEMPO_BPM)]
     command += ["--save", str(tmp_path / "session.mid"), *args]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
@@ -75,15 +76,30 @@ def _wait_connected(player, client, port, timeout_s=60):
     time.sleep(0.1)
 
 
-def _stop(player, timeout_s=30):
+def _stop(player, timeout_s=60):
+    """Ctrl-C the jam unless it has ended; one that does not end in time is aborted, and the
+    failure shows every thread's stack (faulthandler)."""
     if player.poll() is None:
         player.send_signal(signal.SIGINT)
     try:
         return player.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        player.send_signal(signal.SIGABRT)
+        stdout, stderr = player.communicate(timeout=30)
+        pytest.fail(f"the jam did not end {timeout_s} s after Ctrl-C:\n{stdout}\n{stderr[-6000:]}")
     finally:
         if player.poll() is None:
             player.kill()
             player.communicate()
+
+
+def _ended(player, timeout_s) -> bool:
+    """Wait up to ``timeout_s`` for the jam to end on its own; True if it did."""
+    try:
+        player.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _model_note_ons(messages):
@@ -202,7 +218,7 @@ def test_an_input_that_disappears_ends_the_jam_with_the_session_saved(sink, jack
         feeder.send_message([0x90, 76, 90])
         assert sink.wait_for(lambda m: len(_model_note_ons(m)) >= 1, timeout_s=30)
         _close(feeder)  # the port goes while the note is held and the model plays
-        stdout, stderr = player.communicate(timeout=60)
+        stdout, stderr = _stop(player, timeout_s=120) if _ended(player, 120) else _stop(player)
     finally:
         _close(feeder)
         _stop(player)
