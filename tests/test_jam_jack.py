@@ -121,6 +121,7 @@ def test_the_answer_follows_the_pause_and_the_session_holds_call_and_answer(
     player = _start_jam(tmp_path, *args)
     try:
         _wait_connected(player, "feeder", "phrase")
+        _wait_connected(player, "recorder", "sink")  # its output reaches the recorder
         # The call, on the test's own schedule against the monotonic clock.
         start = time.monotonic() + 0.1
         for index, note in enumerate(PHRASE):
@@ -183,6 +184,7 @@ def test_accompaniment_keeps_time_over_16_bars(sink, phrase_port, tmp_path):
     player = _start_jam(tmp_path, "--in", "phrase", "--mode", "accompany", "--bars", "16")
     try:
         _wait_connected(player, "feeder", "phrase")
+        _wait_connected(player, "recorder", "sink")  # its output reaches the recorder
         phrase_port.send_message([0x90, 79, 90])  # a melody note held throughout
         stdout, stderr = player.communicate(timeout=120)  # 16 bars at 240 bpm: 16 s
     finally:
@@ -215,6 +217,7 @@ def test_an_input_that_disappears_ends_the_jam_with_the_session_saved(sink, jack
     player = _start_jam(tmp_path, "--in", "phrase", "--mode", "accompany")
     try:
         _wait_connected(player, "feeder", "phrase")
+        _wait_connected(player, "recorder", "sink")  # its output reaches the recorder
         feeder.send_message([0x90, 76, 90])
         assert sink.wait_for(lambda m: len(_model_note_ons(m)) >= 1, timeout_s=30)
         _close(feeder)  # the port goes while the note is held and the model plays

@@ -20,6 +20,7 @@ RTMIDI_OUTPUT_PORT = "RtMidi output"  # what rtmidi names the port it connects f
 VIRTUAL_WAIT_S = 5.0  # how long a virtual port waits for a listener unless told otherwise
 LINK_SETTLE_S = 0.05  # a new JACK connection carries messages a few periods after it appears
 POLL_S = 0.1
+LINK_WAIT_S = 2.0  # how long a port just opened may take to show its connection
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,10 @@ def open_player_output(
     deadline = clock() + port_wait_s
     while True:
         try:
-            return OpenedOutput(open_output(request.port, virtual=request.virtual, api=request.api))
+            output = open_output(request.port, virtual=request.virtual, api=request.api)
+            if isinstance(output, MidiOutput) and not output.virtual:
+                ensure_link(output, clock=clock, sleep=sleep)
+            return OpenedOutput(output)
         except NoMidiPortError:
             break
         except PlaybackError:
@@ -96,6 +100,41 @@ def open_player_output(
     except PlaybackError as error:
         raise PlaybackError(f"found no MIDI output port, and {error}") from error
     return OpenedOutput(output, "no MIDI output port found; playing through the built-in synth")
+
+
+def ensure_link(
+    output: MidiOutput,
+    wait_s: float = LINK_WAIT_S,
+    *,
+    count: Callable[[Output], int | None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool | None:
+    """Make sure the port ``output`` opened is connected to it, reopening the port once.
+
+    rtmidi asks JACK for the connection when it opens a port and ignores a refusal (a server
+    slowed down by a busy machine can refuse), after which every message would go nowhere.
+    Returns True once connected, False if still not, None when the API cannot tell.
+    """
+    count = count or listener_count
+    for attempt in range(2):
+        deadline = clock() + wait_s
+        while True:
+            connected = count(output)
+            if connected is None:
+                return None
+            if connected > 0:
+                return True
+            if clock() >= deadline:
+                break
+            sleep(POLL_S)
+        if attempt == 0:
+            ports = list(output.client.get_ports())
+            if output.port_name not in ports:
+                return False
+            output.client.close_port()
+            output.client.open_port(ports.index(output.port_name))
+    return False
 
 
 def listener_count(output: Output) -> int | None:
