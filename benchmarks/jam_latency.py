@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from tuneforge.generate import load_generator
-from tuneforge.jam import JamSession, JamSettings
+from tuneforge.jam import JamSession, JamSettings, check_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "jam_latency.json"
 
@@ -108,6 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     generator = load_generator(args.model)
+    # As `tuneforge jam` does before it starts: the model is tried (and warmed up) once.
+    check_model(generator, "call")
+    check_model(generator, "accompany")
     latency = _stats_ms(measure_calls(generator, args.calls, args.tempo))
     timing = _stats_ms(measure_accompaniment(generator, args.bars, args.tempo))
     print(f"model {generator.name}, {args.tempo:g} bpm, {generator.steps_per_beat} steps per beat")
@@ -125,6 +129,8 @@ def main() -> None:
         "model": generator.name,
         "tempo_bpm": args.tempo,
         "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
         "response_latency": latency,
         "accompaniment_lateness": timing,
     }
