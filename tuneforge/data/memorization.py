@@ -181,6 +181,7 @@ class CorpusIndex:
         self.steps_per_bar = steps_per_bar
         lengths = np.array([len(r) for r in rolls], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(lengths)])  # (P + 1,) piece bounds
+        self._piece_start = np.repeat(self._starts[:-1], lengths)  # (N,) its piece's first frame
         frames: list[np.ndarray] = []
         keys: list[np.ndarray] = []
         positions: list[np.ndarray] = []
@@ -242,31 +243,29 @@ class CorpusIndex:
         if not counts.any():
             return Memorization(None, bars, 0)
 
-        # Every (query start, corpus start) seed, then the runs of seeds along each diagonal.
+        # Every (query start, corpus start) seed; keep those that start a run of seeds along
+        # their diagonal: (q - 1, c - 1) is a seed exactly when window q - 1 is sounding, both
+        # frames before exist in their pieces and agree. No sort over the seeds is needed.
         query_starts = np.repeat(np.arange(len(windows)), counts)
         first_of = np.repeat(np.cumsum(counts) - counts, counts)
         corpus_starts = self._positions[
             np.repeat(left, counts) + np.arange(query_starts.size) - first_of
         ]
-        diagonal = corpus_starts - query_starts
-        order = np.lexsort((query_starts, diagonal))
-        query_starts, corpus_starts, diagonal = (
-            query_starts[order],
-            corpus_starts[order],
-            diagonal[order],
-        )
-        new_run = np.ones(query_starts.size, dtype=bool)
-        new_run[1:] = (diagonal[1:] != diagonal[:-1]) | (query_starts[1:] != query_starts[:-1] + 1)
-        run_ids = np.cumsum(new_run) - 1
-        run_windows = np.bincount(run_ids)
-        q0 = query_starts[new_run]
-        c0 = corpus_starts[new_run]
-        length = run_windows + bar - 1
+        continues = (query_starts > 0) & (corpus_starts > self._piece_start[corpus_starts])
+        before_q, before_c = query_starts[continues] - 1, corpus_starts[continues] - 1
+        continues[continues] = sounding[before_q] & (hashes[before_q] == self._frames[before_c])
+        q0 = query_starts[~continues]
+        c0 = corpus_starts[~continues]
+        length = np.full(q0.size, bar, dtype=np.int64)
         q0, c0, length = self._extend(hashes, q0, c0, length)
         # A bar is copied when one (maximal) run covers it whole: every verbatim occurrence
         # of a bar with a note holds a seed window, so its run is among these.
-        covered = (q0[None] <= with_notes[:, :1]) & (q0[None] + length[None] >= with_notes[:, 1:])
-        copied = int(covered.any(axis=1).sum())
+        # The furthest end of a run starting at or before each step, then one lookup per bar:
+        # O(runs + steps), not a (bars, runs) table.
+        reach = np.full(len(roll) + 1, -1, dtype=np.int64)
+        np.maximum.at(reach, q0, q0 + length)
+        reach = np.maximum.accumulate(reach)
+        copied = int((reach[with_notes[:, 0]] >= with_notes[:, 1]).sum())
 
         best = np.lexsort((c0, q0, -length))[0]
         piece = int(np.searchsorted(self._starts, c0[best], side="right") - 1)
