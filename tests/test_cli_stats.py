@@ -131,3 +131,18 @@ def test_long_paths_are_folded_never_cut(tmp_path, data_folder):
     # A table wider than the terminal is cropped: its lines lose their right border.
     assert tables and all(len(line) <= 80 and line[-1] in "┓┃┩│┘" for line in tables)
     assert "x" * 20 in "".join(line.split("│")[1] for line in tables if line.startswith("│"))
+
+
+def test_the_json_beside_each_generated_piece_is_counted_not_listed(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for index in range(2):
+        write_midi(folder / f"piece-{index}.mid", tune(index))
+        (folder / f"piece-{index}.json").write_text("{}")
+    broken = folder / "broken.mid"
+    broken.write_bytes(b"not midi")
+    result = stats(str(folder))
+    assert result.exit_code == 0, result.output
+    assert "ignored: not a MIDI file name" in result.output
+    assert "piece-0.json" not in result.output and "piece-1.json" not in result.output
+    assert "broken.mid" in result.output  # a file that failed is still listed by name

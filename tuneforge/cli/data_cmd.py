@@ -18,6 +18,7 @@ from tuneforge.cli.data_options import (
     KeepPercussionOption,
     StepsPerBeatOption,
 )
+from tuneforge.data.report import NOT_MIDI_NAME
 
 data_app = typer.Typer(
     cls=panels.Group,
@@ -111,7 +112,9 @@ def _show_folder(console: Console, report) -> None:
 
 
 def show_unused_files(console: Console, report) -> None:
-    """The files of a report that were not used: counts per reason, then file by file."""
+    """The files of a report that were not used: counts per reason, then file by file
+    (files ignored for their name, such as the .json beside each generated piece, are only
+    counted; --json lists them)."""
     if report.reason_counts:
         reasons = Table(title="Reasons")
         reasons.add_column("outcome: reason")
@@ -119,7 +122,13 @@ def show_unused_files(console: Console, report) -> None:
         for reason, count in report.reason_counts.items():
             reasons.add_row(escape(reason), f"{count:,}")
         console.print(reasons)
-        unused = [f for f in report.files if f.outcome != "used"]
+        unused = [
+            f
+            for f in report.files
+            if f.outcome != "used" and not (f.outcome == "ignored" and f.reason == NOT_MIDI_NAME)
+        ]
+        if not unused:
+            return
         files = Table(title="Files not used")
         for header in ("file", "outcome", "reason", "detail"):
             files.add_column(header, overflow="fold")

@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.data.cache import CacheEntry, ReadSettings, content_hash, load_pack, save_pack
-from tuneforge.data.report import FAILED, IGNORED, FileReport, FolderReport, used_report
+from tuneforge.data.report import (
+    FAILED,
+    IGNORED,
+    NOT_MIDI_NAME,
+    FileReport,
+    FolderReport,
+    used_report,
+)
 from tuneforge.errors import ConfigError, DataError, MidiError
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar")
@@ -296,9 +303,7 @@ def read_folder(
         for name in relative
     ]
     reports += [
-        FileReport(
-            path, IGNORED, "not a MIDI file name", "only .mid, .midi and .kar files are read"
-        )
+        FileReport(path, IGNORED, NOT_MIDI_NAME, "only .mid, .midi and .kar files are read")
         for path in other_files
     ]
     reports += scan.unread_folders

@@ -20,6 +20,7 @@ USED = "used"
 SKIPPED = "skipped"
 FAILED = "failed"
 IGNORED = "ignored"
+NOT_MIDI_NAME = "not a MIDI file name"  # the reason of a file ignored for its name
 OUTCOMES = (USED, SKIPPED, FAILED, IGNORED)
 
 
