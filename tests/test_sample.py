@@ -21,6 +21,7 @@ from tuneforge.sample import (
     parse_pitch_range,
     pitch_mask,
     sample_rolls,
+    sample_steps,
     sample_stream,
 )
 
@@ -202,3 +203,18 @@ def test_a_harmonized_melody_keeps_its_top_line_with_the_harmony_under_it():
     assert rolls[0][:4, 41:].any()  # without the melody the same model plays above 40
     with pytest.raises(ConfigError, match="melody"):
         list(sample_stream(model, num_steps=5, melody=melody))
+
+
+def test_a_harmonized_piece_has_harmony_from_its_first_step():
+    # The first step is drawn under the melody (from a silent frame read before the piece),
+    # not written as the melody's note alone, which would read as a tune played solo.
+    melody = np.zeros((8, 88), np.uint8)
+    melody[:, 40] = 1
+    model = _flat_model(2.0)
+    steps = list(sample_steps(model, num_steps=8, batch_size=4, seed=3, melody=melody))
+    assert [s.step for s in steps] == list(range(8))
+    first = steps[0].frame.numpy()
+    assert (first[:, 40] == 1).all() and not first[:, 41:].any()
+    assert first[:, :40].sum(axis=1).min() > 0  # every piece has notes under it at step 0
+    assert torch.isnan(steps[0].log_likelihood).all()  # a piece's first frame is not scored
+    assert torch.isfinite(steps[1].log_likelihood).all()

@@ -2,7 +2,9 @@
 
 The model predicts frame ``t + 1`` from frames ``0..t``; a piece's first frame is never
 predicted (as in training), so a piece starts with a given frame: the primer, or else a silent
-frame (the melody's first note when harmonizing), written as step 0. Each later step is drawn by
+frame, written as step 0. A harmonized piece's step 0 is drawn under the melody's first note from
+a silent frame that is read but not written (so the harmony starts with the tune; that step is
+not scored, as a first frame never is). Each later step is drawn by
 the model through a :class:`~tuneforge.drawer.StepDrawer` and fed back in, for a whole batch at
 once. Constraints:
 
@@ -256,14 +258,22 @@ def sample_steps(
         )
         to_draw = num_steps
         melody_offset = len(opening)  # melody step 0 is the first step after the primer
+    elif guide is not None:
+        # A melody's first step is drawn too, under the melody, from a silent frame that is read
+        # but not written: an opening of the melody's note alone would read as a tune played
+        # solo, and the harmony would come in late.
+        opening = torch.zeros(1, num_pitches, dtype=torch.bool)
+        opening_onsets = opening.clone()
+        to_draw = num_steps
+        melody_offset = 0
     else:
         opening = torch.zeros(1, num_pitches, dtype=torch.bool)
-        if guide is not None:
-            opening = guide.on[:1].clone()
         opening_onsets = opening.clone()
         to_draw = num_steps - 1
         melody_offset = 0
+    hidden_opening = guide is not None and (primer is None or not len(primer))
     start = len(opening)
+    first_step = start - 1 if hidden_opening else start  # the piece's index of the first draw
 
     was_training = model.training
     threads_before = torch.get_num_threads()
@@ -272,7 +282,7 @@ def sample_steps(
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         with torch.inference_mode():
-            if primer is None or not len(primer):
+            if (primer is None or not len(primer)) and not hidden_opening:
                 nan = torch.full((batch_size,), float("nan"), dtype=torch.float64)
                 frame = opening.expand(batch_size, -1).to(torch.uint8)
                 yield SampledStep(frame, frame.clone(), nan, torch.zeros_like(nan), 0)
@@ -280,20 +290,26 @@ def sample_steps(
             def as_input(frames: torch.Tensor) -> torch.Tensor:
                 return frames.to(device=device, dtype=dtype).expand(batch_size, -1, -1)
 
-            positions = (torch.arange(1, start + 1) % bar_steps)[None].expand(batch_size, -1)
+            # Each frame read carries the bar position of the step it predicts.
+            ahead = torch.arange(1, start + 1) + (first_step - start)
+            positions = (ahead % bar_steps)[None].expand(batch_size, -1)
             context, state = model.read(
                 as_input(opening[None]), as_input(opening_onsets[None]), positions.to(device)
             )
             previous = opening[-1].expand(batch_size, -1).clone()  # (B, P) bool
             sounding = torch.nonzero(opening.any(dim=1)).flatten()
             trailing = len(opening) - 1 - int(sounding[-1]) if len(sounding) else len(opening)
+            if hidden_opening:
+                trailing = 0  # the frame read before the first step is not part of the piece
             silent_steps = torch.full((batch_size,), trailing, dtype=torch.long)
             for index in range(to_draw):
-                step = start + index
+                step = first_step + index
                 play, onsets = _draw_step(
                     model, drawer, context, previous, guide, step - melody_offset
                 )
                 ll = drawer.log_likelihood.clone()
+                if step == 0:  # a piece's first frame is never scored
+                    ll.fill_(float("nan"))
                 if options.max_silence_steps is not None:
                     silent = ~play.any(dim=1)
                     stuck = silent & (silent_steps >= options.max_silence_steps)
