@@ -20,4 +20,3 @@ def test_killed_servers_do_not_fill_jacks_registry(tmp_path):
     server.terminate()
     server.wait(timeout=10)
     assert server.returncode is not None
-
