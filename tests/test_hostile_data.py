@@ -441,3 +441,27 @@ def test_duplicates_in_one_split_stay_and_inspect_lists_them(tmp_path):
     data = json.loads(result.stdout)
     assert data["report"]["duplicates"] == {"b.mid": "a.mid"}
     assert data["splits"]["train"]["pieces"] == 2 and data["duplicates_left_out"] == []
+
+
+def test_a_mat_file_that_would_expand_hugely_is_refused_before_loading(tmp_path, monkeypatch):
+    import scipy.io
+
+    from tuneforge.data import benchmarks
+
+    rolls = np.empty((1, 1), dtype=object)
+    rolls[0, 0] = np.zeros((12_000, 88))  # 8.4 MB of zeros, a few kB compressed
+    bomb = tmp_path / "bomb.mat"
+    scipy.io.savemat(
+        bomb, {f"{s}data": rolls for s in ("train", "valid", "test")}, do_compression=True
+    )
+    assert bomb.stat().st_size < 200_000
+    assert len(load_benchmark(bomb)["train"]) == 1  # under the cap it loads
+    monkeypatch.setattr(benchmarks, "MAX_MAT_EXPANDED_BYTES", 4 * 1024**2)
+    loads = []
+    monkeypatch.setattr(scipy.io, "loadmat", lambda *a, **k: loads.append(a))
+    with pytest.raises(DataError, match="would expand to more than"):
+        load_benchmark(bomb)
+    assert loads == []  # refused before scipy decompressed anything
+    result = CliRunner().invoke(app, ["data", "inspect", str(bomb)])
+    assert result.exit_code != 0 and "would expand" in result.output
+    assert "Traceback" not in result.output

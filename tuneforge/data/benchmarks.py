@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from tuneforge.music.pianoroll import LOWEST_PITCH, NUM_PITCHES
 
 SPLITS = ("train", "valid", "test")
 MAX_PICKLE_BYTES = 256 * 1024 * 1024  # the original pickles are 1..30 MB
+MAX_MAT_EXPANDED_BYTES = 2 * 1024**3  # MuseData.mat (0.9 MB) holds about 0.2 GB of arrays
+_MAT_COMPRESSED = 15  # miCOMPRESSED, a zlib-compressed element of a MATLAB 5 file
 
 
 @dataclass(frozen=True)
@@ -149,9 +153,45 @@ def _load_pickle(path: Path) -> dict[str, list[np.ndarray]]:
     }
 
 
+def _mat_expanded_bytes(path: Path, limit: int) -> int:
+    """What the top-level elements of a MATLAB 5 file hold once decompressed, counted by
+    streaming through each compressed element; stops counting past ``limit``. A file it cannot
+    walk (another version, a damaged header) counts its own size: scipy then judges it."""
+    data = path.read_bytes()
+    if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
+        return len(data)
+    order = "<" if data[126:128] == b"IM" else ">"
+    total, offset = 0, 128
+    while offset + 8 <= len(data) and total <= limit:
+        kind, size = struct.unpack_from(order + "II", data, offset)
+        if kind >> 16:  # a small element: its data sits in the tag
+            offset += 8
+            continue
+        body = data[offset + 8 : offset + 8 + size]
+        if kind == _MAT_COMPRESSED:
+            inflate = zlib.decompressobj()
+            try:
+                while body and total <= limit:
+                    total += len(inflate.decompress(body, 1 << 24))
+                    body = inflate.unconsumed_tail
+            except zlib.error:
+                return total + len(data)  # damaged: scipy reports it
+            offset += 8 + size
+        else:
+            total += size
+            offset += 8 + size + (-size % 8)
+    return total
+
+
 def _load_mat(path: Path) -> dict[str, list[np.ndarray]]:
     import scipy.io
 
+    expanded = _mat_expanded_bytes(path, MAX_MAT_EXPANDED_BYTES)
+    if expanded > MAX_MAT_EXPANDED_BYTES:
+        raise DataError(
+            f"{path} would expand to more than {MAX_MAT_EXPANDED_BYTES:,} bytes of arrays "
+            "(a compression bomb, or not a benchmark set); it is not read"
+        )
     try:
         data = scipy.io.loadmat(path)
     except Exception as error:  # scipy raises ValueError, TypeError, OSError... on bad files
