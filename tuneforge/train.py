@@ -116,7 +116,7 @@ def train(
     init_process_group(context, device)
     try:
         with locked(run_dir) if context.is_main else nullcontext():
-            return _train(
+            result = _train(
                 config,
                 model,
                 dataset,
@@ -127,6 +127,10 @@ def train(
                 context,
                 device,
             )
+        # Leave together: a process that tears its group down while another still talks to
+        # the group's store aborts ("terminate called without an active exception").
+        barrier(context)
+        return result
     except KeyboardInterrupt:
         raise TrainingInterrupted(run_dir, _resume_epoch(run_dir)) from None
     finally:
