@@ -7,13 +7,19 @@
 * ``TUNEFORGE_TEST_MATMUL=fallback`` runs the whole suite with oneDNN switched off
   (``torch.backends.mkldnn``), so the cells' products take torch's plain ``mm``/``addmm`` path;
   unset (or ``auto``) the suite runs on oneDNN where torch has it.
+* Ctrl-C is Ctrl-C even when the suite was started with SIGINT ignored (a background job of a
+  script, ``nohup``): the tests that press it, in this process or in a command they start
+  (children inherit an ignored signal, not a handler), would otherwise see nothing happen.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 CI_ENV = "CI"
 MATMUL_ENV = "TUNEFORGE_TEST_MATMUL"
