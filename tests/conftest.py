@@ -101,3 +101,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A folder of 'shipped' models holding a tiny default, and the lookup pointed at it."""
+    from tests.tiny_models import save_tiny
+    from tuneforge.shipped import PRETRAINED_DIR_ENV
+
+    folder = tmp_path / "pretrained"
+    save_tiny(folder, "default")
+    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(folder))
+    return folder

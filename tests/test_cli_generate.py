@@ -21,15 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-@pytest.fixture
-def shipped(tmp_path, monkeypatch) -> Path:
-    """A folder of 'shipped' models holding a tiny default, and the lookup pointed at it."""
-    folder = tmp_path / "pretrained"
-    save_tiny(folder, "default")
-    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(folder))
-    return folder
-
-
 def _run(*args: str):
     return runner.invoke(app, list(args))
 

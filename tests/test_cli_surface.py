@@ -117,14 +117,6 @@ def test_every_command_that_takes_a_device_has_the_same_default():
     assert set(defaults.values()) == {"auto"}
 
 
-@pytest.fixture
-def shipped(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "pretrained"
-    save_tiny(folder, "default")
-    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(folder))
-    return folder
-
-
 def _generate(*args: str, env=None):
     return runner.invoke(app, ["generate", "--device", "cpu", *args], env=env)
 

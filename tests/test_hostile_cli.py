@@ -27,7 +27,6 @@ from tuneforge import files
 from tuneforge.checkpoint import load_checkpoint
 from tuneforge.cli.app import app
 from tuneforge.run_folder import LOCK_FILE
-from tuneforge.shipped import PRETRAINED_DIR_ENV
 
 runner = CliRunner()
 LAUNCH = "from tuneforge.cli.app import main; main()"
@@ -69,14 +68,6 @@ def _dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()
     return process.pid
-
-
-@pytest.fixture
-def shipped(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "pretrained"
-    save_tiny(folder, "default")
-    monkeypatch.setenv(PRETRAINED_DIR_ENV, str(folder))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -375,15 +366,17 @@ def test_a_diverging_run_stops_with_advice(data_file, tmp_path):
     assert load_checkpoint(out / "last").meta["progress"]["epoch"] == 0  # the last good state
 
 
-def test_pieces_too_short_to_score_are_an_error_not_an_infinite_nll(tmp_path):
+def _held_notes_mat(path: Path, *, valid_steps: int, test_steps: int) -> Path:
+    """A benchmark .mat of held notes: 4 training pieces of 30 steps, 2 valid and 2 test
+    pieces of the given lengths (a piece of 1 step has nothing to score)."""
     import numpy as np
     import scipy.io
 
     splits = {}
     for split, (count, length) in {
         "traindata": (4, 30),
-        "validdata": (2, 1),
-        "testdata": (2, 1),
+        "validdata": (2, valid_steps),
+        "testdata": (2, test_steps),
     }.items():
         pieces = np.empty((1, count), dtype=object)
         for index in range(count):
@@ -391,8 +384,12 @@ def test_pieces_too_short_to_score_are_an_error_not_an_infinite_nll(tmp_path):
             roll[:, 40 + index] = 1
             pieces[0, index] = roll
         splits[split] = pieces
-    data = tmp_path / "short.mat"
-    scipy.io.savemat(data, splits)
+    scipy.io.savemat(path, splits)
+    return path
+
+
+def test_pieces_too_short_to_score_are_an_error_not_an_infinite_nll(tmp_path):
+    data = _held_notes_mat(tmp_path / "short.mat", valid_steps=1, test_steps=1)
     result = _run("train", data, "--out", tmp_path / "run", "--epochs", "1", *FAST)
     _one_line_error(result, "valid split", "too short to score")
     assert "inf" not in result.output
@@ -511,23 +508,7 @@ def test_train_out_naming_a_file_is_refused(tmp_path):
 
 
 def test_a_test_split_too_short_to_score_gives_no_figure_and_evaluate_refuses(tmp_path):
-    import numpy as np
-    import scipy.io
-
-    splits = {}
-    for split, (count, length) in {
-        "traindata": (4, 30),
-        "validdata": (2, 30),
-        "testdata": (2, 1),
-    }.items():
-        pieces = np.empty((1, count), dtype=object)
-        for index in range(count):
-            roll = np.zeros((length, 88))
-            roll[:, 40 + index] = 1
-            pieces[0, index] = roll
-        splits[split] = pieces
-    data = tmp_path / "short-test.mat"
-    scipy.io.savemat(data, splits)
+    data = _held_notes_mat(tmp_path / "short-test.mat", valid_steps=30, test_steps=1)
     out = tmp_path / "run"
     trained = _run("train", data, "--out", out, "--epochs", "1", *FAST)
     assert trained.exit_code == 0, trained.output

@@ -258,20 +258,18 @@ def sample_steps(
         )
         to_draw = num_steps
         melody_offset = len(opening)  # melody step 0 is the first step after the primer
-    elif guide is not None:
-        # A melody's first step is drawn too, under the melody, from a silent frame that is read
-        # but not written: an opening of the melody's note alone would read as a tune played
-        # solo, and the harmony would come in late.
-        opening = torch.zeros(1, num_pitches, dtype=torch.bool)
-        opening_onsets = opening.clone()
-        to_draw = num_steps
-        melody_offset = 0
+        written_opening = False  # the primer is the caller's, not written again
+        hidden_opening = False
     else:
+        # A silent opening frame. Without a melody it is the piece's step 0. A harmonized piece
+        # only reads it and draws its step 0 under the melody too: an opening of the melody's
+        # note alone would read as a tune played solo, and the harmony would come in late.
         opening = torch.zeros(1, num_pitches, dtype=torch.bool)
         opening_onsets = opening.clone()
-        to_draw = num_steps - 1
+        hidden_opening = guide is not None
+        written_opening = not hidden_opening
+        to_draw = num_steps if hidden_opening else num_steps - 1
         melody_offset = 0
-    hidden_opening = guide is not None and (primer is None or not len(primer))
     start = len(opening)
     first_step = start - 1 if hidden_opening else start  # the piece's index of the first draw
 
@@ -282,7 +280,7 @@ def sample_steps(
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         with torch.inference_mode():
-            if (primer is None or not len(primer)) and not hidden_opening:
+            if written_opening:
                 nan = torch.full((batch_size,), float("nan"), dtype=torch.float64)
                 frame = opening.expand(batch_size, -1).to(torch.uint8)
                 yield SampledStep(frame, frame.clone(), nan, torch.zeros_like(nan), 0)

@@ -182,6 +182,7 @@ class CorpusIndex:
         lengths = np.array([len(r) for r in rolls], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(lengths)])  # (P + 1,) piece bounds
         self._piece_start = np.repeat(self._starts[:-1], lengths)  # (N,) its piece's first frame
+        self._piece_end = np.repeat(self._starts[1:], lengths)  # (N,) past its piece's last
         frames: list[np.ndarray] = []
         keys: list[np.ndarray] = []
         positions: list[np.ndarray] = []
@@ -291,8 +292,7 @@ class CorpusIndex:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Grow each run frame by frame on both sides while query and corpus frames agree,
         never past either piece's bounds (silent frames included: they sit inside a run)."""
-        piece = np.searchsorted(self._starts, c0, side="right") - 1
-        piece_start, piece_end = self._starts[piece], self._starts[piece + 1]
+        piece_start, piece_end = self._piece_start[c0], self._piece_end[c0]
         q0, c0, length = q0.copy(), c0.copy(), length.copy()
         active = np.arange(q0.size)
         while active.size:  # backwards
