@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tuneforge.playback.connections import forget_jack_probe
+
 SAMPLE_RATE_HZ = 44100
 PERIOD_FRAMES = 256  # 5.8 ms per period; shorter periods xrun (and drop MIDI) on a busy CPU
 # Synchronous mode: each cycle waits (up to the timeout) until every client has run it. In
@@ -159,6 +161,7 @@ def jack_server(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Iterator[s
     try:
         yield name
     finally:
+        forget_jack_probe()  # this process's probe client goes before its server does
         _stop_server(server)
 
 
