@@ -36,7 +36,8 @@ class _JackProbe:
         self._client = None
         self._server: str | None = None
         self._alive = False
-        self._on_shutdown = None  # the ctypes callback, kept alive with the client
+        # One ctypes callback for every client, kept for the life of the process.
+        self._on_shutdown = SHUTDOWN_CALLBACK(self._shut_down)
 
     def _library(self):
         if self._jack is None:
@@ -96,7 +97,6 @@ class _JackProbe:
                 b"tuneforge-probe", JACK_NO_START_SERVER, ctypes.byref(status)
             )
             if client:
-                self._on_shutdown = SHUTDOWN_CALLBACK(self._shut_down)
                 # Heard on libjack's notification thread; the client stays inactive, so it
                 # takes no part in the server's cycles.
                 jack.jack_on_shutdown(client, self._on_shutdown, None)
