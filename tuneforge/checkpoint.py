@@ -31,6 +31,7 @@ from tuneforge.models.base import MusicModel
 from tuneforge.models.registry import build_model, config_from_dict
 from tuneforge.schema import (
     ListOf,
+    MapOf,
     Obj,
     OneOf,
     Range,
@@ -62,6 +63,7 @@ META_SCHEMA = Obj(
         "split_seed": int,
         "keep_percussion": bool,
         "fold_octaves": bool,
+        "time_signatures": MapOf(Range(float, 0.0, 1.0), max_items=1000),
         "metrics": OneOf((dict, None)),
         "train_config": OneOf((dict, None)),
         "progress": OneOf((Obj(optional={"epoch": Range(int, 0)}), None)),

@@ -38,6 +38,28 @@ class Generator:
     config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # the checkpoint's (data_spec, ...)
 
+    @property
+    def reads_meter(self) -> bool:
+        """Whether the model hears each step's place in its bar."""
+        return bool(self.config.get("meter", False))
+
+    def time_signatures_for(self, request: Request) -> list[tuple[int, int]]:
+        """The meter of each piece of ``request``: the one it names; else the melody's or the
+        primer's; else, for a model that reads meter, drawn per piece from the meters of its
+        training data (recorded in the checkpoint); else 4/4."""
+        from tuneforge.music.meter import DEFAULT_TIME_SIGNATURE, draw_time_signatures
+
+        count = request.num_pieces
+        source = request.melody or request.primer
+        if request.time_signature is not None:
+            return [request.time_signature] * count
+        if source is not None and source.time_signature is not None:
+            return [source.time_signature] * count
+        shares = self.meta.get("time_signatures")
+        if self.reads_meter and isinstance(shares, dict) and shares:
+            return draw_time_signatures(shares, count, request.seed)
+        return [DEFAULT_TIME_SIGNATURE] * count
+
 
 def load_generator(spec: str | None, *, device: str = "cpu") -> Generator:
     """Load the model ``spec`` names (a checkpoint path or a shipped name; None: the default)."""
@@ -76,10 +98,12 @@ class Primer:
     sha256: str
     beats: float | None  # how many beats were asked for; None: the whole file
     onsets: np.ndarray | None = None  # (T0, P) uint8, where the file strikes its notes
+    time_signature: tuple[int, int] | None = None  # the meter the file opens in, if it says
 
 
 def read_primer(path: str | Path, *, steps_per_beat: int, beats: float | None = None) -> Primer:
     """Read a MIDI file as a primer, keeping its first ``beats`` beats (all when None)."""
+    from tuneforge.music.meter import opening_time_signature
     from tuneforge.music.midi import read_midi
 
     path = Path(path)
@@ -97,6 +121,9 @@ def read_primer(path: str | Path, *, steps_per_beat: int, beats: float | None = 
         sha256=digest,
         beats=beats,
         onsets=np.ascontiguousarray(onsets),
+        time_signature=opening_time_signature(piece.time_signatures)
+        if piece.time_signatures
+        else None,
     )
 
 
@@ -113,6 +140,7 @@ class Request:
     tempo_bpm: float = 120.0
     program: int = 0  # General MIDI program of the written files
     overwrite: bool = False  # replace files of the same name; else pick a new numbered name
+    time_signature: tuple[int, int] | None = None  # None: see Generator.time_signatures_for
 
     def check(self) -> None:
         """Raise :class:`ConfigError` on a number no generation can use (tuneforge.validate)."""
@@ -141,14 +169,30 @@ class GeneratedPiece:
     taken_path: Path | None = None  # the name it would have had, were that file not there
 
     @property
+    def time_signatures(self) -> tuple[tuple[int, int, int], ...]:
+        """``((0, numerator, denominator),)``: the meter it was written in, as
+        :class:`~tuneforge.music.midi.Piece` holds it."""
+        from tuneforge.music.meter import parse_time_signature
+
+        numerator, denominator = parse_time_signature(self.provenance["time_signature"])
+        return ((0, numerator, denominator),)
+
+    @property
     def duration_s(self) -> float:
         """Length of the piece at the tempo it was written with."""
         spb = self.provenance["steps_per_beat"]
         return len(self.roll) * 60.0 / (self.provenance["tempo_bpm"] * spb)
 
 
-def provenance_of(generator: Generator, request: Request, piece_index: int) -> dict[str, Any]:
+def provenance_of(
+    generator: Generator,
+    request: Request,
+    piece_index: int,
+    time_signature: tuple[int, int] = (4, 4),
+) -> dict[str, Any]:
     """The record of where piece ``piece_index`` of ``request`` comes from."""
+    from tuneforge.music.meter import format_time_signature
+
     return {
         "generator": f"tuneforge {__version__}",
         "model": generator.name,
@@ -164,6 +208,7 @@ def provenance_of(generator: Generator, request: Request, piece_index: int) -> d
         "sampled_steps": request.num_steps,
         "steps_per_beat": generator.steps_per_beat,
         "tempo_bpm": request.tempo_bpm,
+        "time_signature": format_time_signature(time_signature),
         "program": request.program,
         "options": request.options.to_dict(),
         "primer": _source_record(request.primer),
@@ -200,6 +245,7 @@ def generate(
     request.check()
     out_dir = make_folder(out_dir)
     primer_roll = None if request.primer is None else request.primer.roll
+    meters = generator.time_signatures_for(request)
     stream = sample_steps(
         generator.model,
         num_steps=request.num_steps,
@@ -209,6 +255,7 @@ def generate(
         primer=primer_roll,
         primer_onsets=None if request.primer is None else request.primer.onsets,
         melody=None if request.melody is None else request.melody.roll,
+        time_signature=meters,
     )
     steps: list[SampledStep] = []
 
@@ -247,7 +294,7 @@ def generate(
                 primer_onsets = primer_roll
             roll = np.concatenate([primer_roll.astype(np.uint8), roll])
             onsets = np.concatenate([np.asarray(primer_onsets, dtype=np.uint8), onsets])
-        record = provenance_of(generator, request, index)
+        record = provenance_of(generator, request, index, meters[index])
         stem = stems[index] + suffix
         midi_path = out_dir / f"{stem}.mid"
         with replacing(midi_path) as partial:
@@ -258,6 +305,7 @@ def generate(
                 steps_per_beat=generator.steps_per_beat,
                 tempo_bpm=request.tempo_bpm,
                 program=request.program,
+                time_signature=meters[index],
                 text_meta=PROVENANCE_PREFIX
                 + json.dumps(record, sort_keys=True, separators=(",", ":")),
             )

@@ -23,7 +23,7 @@ in the bar (4/4 unless another time signature is given), for models that read th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -195,7 +195,7 @@ def sample_steps(
     primer: np.ndarray | None = None,
     primer_onsets: np.ndarray | None = None,
     melody: np.ndarray | None = None,
-    time_signature: tuple[int, int] = (4, 4),
+    time_signature: tuple[int, int] | Sequence[tuple[int, int]] = (4, 4),
     num_threads: int | None = 1,
 ) -> Iterator[SampledStep]:
     """Yield ``num_steps`` steps of ``batch_size`` pieces, one :class:`SampledStep` at a time.
@@ -207,6 +207,9 @@ def sample_steps(
 
     With a ``melody`` roll ``(num_steps, P)`` the pieces harmonize it (see
     :func:`melody_constraints`): each step keeps the melody's top note and draws only under it.
+
+    ``time_signature`` is the pieces' meter, one ``(numerator, denominator)`` for all or one per
+    piece: a model that reads meter hears each step's place in its bar.
 
     ``num_threads`` sets torch's intra-op threads until the stream ends (None: leave them).
     One step is too small to share out, and idle OpenMP workers spin on every core between
@@ -236,7 +239,8 @@ def sample_steps(
         generator=generator,
     )
     steps_per_beat = int(getattr(model.config, "steps_per_beat", 4))
-    bar_steps = bar_steps_of(*time_signature, steps_per_beat)
+    meters = _meters_of(time_signature, batch_size)
+    bar_steps = torch.tensor([bar_steps_of(*meter, steps_per_beat) for meter in meters])
     guide = None
     if melody is not None:
         if len(melody) != num_steps or np.shape(melody)[1] != num_pitches:
@@ -290,7 +294,7 @@ def sample_steps(
 
             # Each frame read carries the bar position of the step it predicts.
             ahead = torch.arange(1, start + 1) + (first_step - start)
-            positions = (ahead % bar_steps)[None].expand(batch_size, -1)
+            positions = ahead[None] % bar_steps[:, None]  # (B, T0)
             context, state = model.read(
                 as_input(opening[None]), as_input(opening_onsets[None]), positions.to(device)
             )
@@ -329,7 +333,7 @@ def sample_steps(
                 )
                 previous = play
                 if index + 1 < to_draw:
-                    position = torch.full((batch_size, 1), (step + 1) % bar_steps)
+                    position = ((step + 1) % bar_steps)[:, None]  # (B, 1)
                     context, state = model.read(
                         play[:, None].to(device=device, dtype=dtype),
                         onsets[:, None].to(device=device, dtype=dtype),
@@ -339,6 +343,16 @@ def sample_steps(
     finally:
         model.train(was_training)
         torch.set_num_threads(threads_before)
+
+
+def _meters_of(time_signature, batch_size: int) -> list[tuple[int, int]]:
+    """One ``(numerator, denominator)`` per piece from one for all or a list of them."""
+    if len(time_signature) == 2 and all(isinstance(v, (int, np.integer)) for v in time_signature):
+        return [(int(time_signature[0]), int(time_signature[1]))] * batch_size
+    meters = [(int(n), int(d)) for n, d in time_signature]
+    if len(meters) != batch_size:
+        raise ConfigError(f"{len(meters)} time signatures for {batch_size} pieces; give one each")
+    return meters
 
 
 def _draw_step(model, drawer, context, previous, guide: _Melody | None, melody_step: int):

@@ -55,6 +55,15 @@ class ListOf:
 
 
 @dataclass(frozen=True)
+class MapOf:
+    """A JSON object used as a map: any keys, every value fits ``value``, at most
+    ``max_items`` entries."""
+
+    value: Any
+    max_items: int | None = None
+
+
+@dataclass(frozen=True)
 class OneOf:
     """A value that fits any one of ``options`` (``None`` among them allows null)."""
 
@@ -141,6 +150,14 @@ def validate(value: Any, schema: Any, where: str = "", depth: int = 0) -> None:
             unknown = sorted(set(value) - set(schema.required) - set(schema.optional))
             if unknown:
                 raise SchemaError(_join(where, unknown[0]), "is not a known field")
+        return
+    if isinstance(schema, MapOf):
+        if not isinstance(value, dict):
+            raise SchemaError(where, f"must be an object, got {_describe(value)}")
+        if schema.max_items is not None and len(value) > schema.max_items:
+            raise SchemaError(where, f"has {len(value):,} entries, more than {schema.max_items:,}")
+        for name, item in value.items():
+            validate(item, schema.value, _join(where, str(name)), depth + 1)
         return
     if isinstance(schema, ListOf):
         if not isinstance(value, list):

@@ -175,6 +175,7 @@ def _train(
         "lowest_pitch": 21,
         "dataset": dataset.name,
         "data_fingerprint": dataset.fingerprint,
+        "time_signatures": training_meters(dataset),
         "train_config": asdict(config),
         **(data_meta or {}),
     }
@@ -387,6 +388,15 @@ def _finish(
         stopped=stopped,
         seconds_per_epoch=float(np.mean([h.epoch_s for h in history])) if history else 0.0,
     )
+
+
+def training_meters(dataset) -> dict[str, float]:
+    """Share of the training pieces opening in each meter (4/4 for a set without meters):
+    what `generate` draws a piece's meter from."""
+    from tuneforge.music.meter import time_signature_shares
+
+    meters = getattr(dataset, "time_signatures", None)
+    return time_signature_shares(meters["train"] if meters else [() for _ in dataset.train])
 
 
 def _save(path: Path, model, optimizer, meta: dict, progress: dict | None) -> None:

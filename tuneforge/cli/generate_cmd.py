@@ -122,6 +122,18 @@ def generate(
             rich_help_panel=panels.SAMPLING,
         ),
     ] = None,
+    time_signature: Annotated[
+        str | None,
+        typer.Option(
+            "--time-signature",
+            "--meter",
+            metavar="N/D",
+            help="Meter of the pieces, e.g. 6/8 (default: the melody's or primer's; else, for a"
+            " model that reads meter, drawn per piece from its training data's meters; else"
+            " 4/4).",
+            rich_help_panel=panels.SAMPLING,
+        ),
+    ] = None,
     out: Annotated[
         Path,
         typer.Option(
@@ -242,6 +254,14 @@ def generate(
         raise ConfigError("--primer-beats needs --primer FILE.mid")
     if melody is not None and (length is not None or steps is not None):
         raise ConfigError("the melody sets the length; drop --length and --steps")
+    meter = None
+    if time_signature is not None:
+        from tuneforge.music.meter import parse_time_signature
+
+        try:
+            meter = parse_time_signature(time_signature)
+        except ValueError as error:
+            raise ConfigError(f"--time-signature: {error}") from None
     # With --json or --quiet, stdout carries the document or nothing: notes go to stderr.
     say = err_console if json_output or quiet else console
     default_range = (SamplingOptions.lowest_pitch, SamplingOptions.highest_pitch)
@@ -277,6 +297,7 @@ def generate(
         tempo_bpm=tempo,
         program=program,
         overwrite=overwrite,
+        time_signature=meter,
     )
     request.check()  # a length in beats is checked in steps too
     consume = None

@@ -15,7 +15,7 @@ def generation_stats_line(pieces: Sequence, generator) -> str:
     figures alone."""
     from tuneforge.data.comparison import NamedRoll, short_summary, training_data_of
 
-    named = [NamedRoll(p.midi_path.name, p.roll, p.onsets) for p in pieces]
+    named = [NamedRoll(p.midi_path.name, p.roll, p.onsets, p.time_signatures) for p in pieces]
     spb = generator.steps_per_beat
     try:
         dataset = training_data_of(generator.meta)

@@ -52,3 +52,74 @@ def step_in_bar(
 def bar_starts(positions: np.ndarray) -> np.ndarray:
     """Indices of the steps that begin a bar (where :func:`step_in_bar` is 0)."""
     return np.flatnonzero(np.asarray(positions) == 0)
+
+
+DENOMINATORS = (1, 2, 4, 8, 16, 32)  # what a MIDI time signature can say (a power of two)
+MAX_NUMERATOR = 32
+
+
+def parse_time_signature(text: str) -> tuple[int, int]:
+    """``"6/8"`` -> ``(6, 8)``; a :class:`ValueError` names what a time signature can be."""
+    numerator, slash, denominator = str(text).strip().partition("/")
+    try:
+        value = (int(numerator), int(denominator)) if slash else None
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value[0] <= MAX_NUMERATOR or value[1] not in DENOMINATORS:
+        raise ValueError(
+            f"time signature {text!r} is not N/D with N in 1..{MAX_NUMERATOR} and D one of "
+            f"{', '.join(map(str, DENOMINATORS))}; try 4/4, 3/4 or 6/8"
+        )
+    return value
+
+
+def format_time_signature(meter: tuple[int, int]) -> str:
+    """``(6, 8)`` -> ``"6/8"``."""
+    return f"{int(meter[0])}/{int(meter[1])}"
+
+
+def opening_time_signature(time_signatures: Iterable[tuple[int, int, int]]) -> tuple[int, int]:
+    """The meter a piece starts in: its time signature at step 0 (the last one there wins),
+    else 4/4."""
+    opening = DEFAULT_TIME_SIGNATURE
+    for step, numerator, denominator in sorted(time_signatures):
+        if step == 0:
+            opening = (int(numerator), int(denominator))
+    return opening
+
+
+def time_signature_shares(pieces: Iterable[Iterable[tuple[int, int, int]]]) -> dict[str, float]:
+    """Share of pieces opening in each meter, likeliest first: ``{"4/4": 0.57, "6/8": 0.4}``.
+
+    ``pieces`` holds each piece's ``(step, numerator, denominator)`` events; a piece without
+    any (a benchmark set's) counts as 4/4.
+    """
+    counts: dict[str, int] = {}
+    for events in pieces:
+        name = format_time_signature(opening_time_signature(events))
+        counts[name] = counts.get(name, 0) + 1
+    total = sum(counts.values())
+    if not total:
+        return {format_time_signature(DEFAULT_TIME_SIGNATURE): 1.0}
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return {name: round(count / total, 4) for name, count in ranked}
+
+
+def draw_time_signatures(shares: dict[str, float], count: int, seed: int) -> list[tuple[int, int]]:
+    """``count`` meters drawn in proportion to ``shares`` (as :func:`time_signature_shares`
+    gives them), reproducibly from ``seed``; meters that do not parse are left out."""
+    meters, weights = [], []
+    for name, share in shares.items():
+        try:
+            meter = parse_time_signature(name)
+        except ValueError:
+            continue
+        if share > 0:
+            meters.append(meter)
+            weights.append(float(share))
+    if not meters:
+        return [DEFAULT_TIME_SIGNATURE] * count
+    # A stream of its own, so the draw of meters never moves the sampler's random numbers.
+    rng = np.random.default_rng([int(seed), 0x6D65746572])
+    chosen = rng.choice(len(meters), size=count, p=np.asarray(weights) / sum(weights))
+    return [meters[int(index)] for index in chosen]

@@ -436,12 +436,15 @@ def roll_to_midi(
     velocity: int = 80,
     program: int = 0,
     text_meta: str | None = None,
+    time_signature: tuple[int, int] | None = None,
 ) -> Path:
     """Write a roll as a format 0 Standard MIDI File and return its path.
 
     Consecutive sounding frames merge into one note and a new note begins at each onset (see
     :func:`~tuneforge.music.pianoroll.roll_to_notes`). The output is deterministic: the same
-    arguments give byte-identical files. ``text_meta`` goes into a text meta event at time 0.
+    arguments give byte-identical files. ``text_meta`` goes into a text meta event at time 0,
+    ``time_signature`` ``(numerator, denominator)`` into a time signature event (none: readers
+    take the piece for 4/4).
     """
     import mido
 
@@ -453,6 +456,13 @@ def roll_to_midi(
         raise ConfigError(f"velocity must be in 1..127, got {velocity}")
     if not 0 <= program <= 127:
         raise ConfigError(f"program must be in 0..127, got {program}")
+    if time_signature is not None:
+        from tuneforge.music.meter import format_time_signature, parse_time_signature
+
+        try:
+            parse_time_signature(format_time_signature(time_signature))
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     notes = roll_to_notes(roll, onsets, velocity=velocity)
 
     # (tick, order, pitch, is_on): at one tick note-offs come first, so a repeated note's end
@@ -466,6 +476,13 @@ def roll_to_midi(
         # Text meta events are Latin-1 in mido; other characters become "?" rather than fail.
         safe_text = text_meta.encode("latin-1", "replace").decode("latin-1")
         track.append(mido.MetaMessage("text", text=safe_text, time=0))
+    if time_signature is not None:
+        numerator, denominator = (int(v) for v in time_signature)
+        track.append(
+            mido.MetaMessage(
+                "time_signature", numerator=numerator, denominator=denominator, time=0
+            )
+        )
     track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
     track.append(mido.Message("program_change", program=program, channel=0, time=0))
     last_tick = 0
