@@ -145,3 +145,19 @@ def test_float32_tanh_and_sigmoid_are_close_to_torch():
     kernels.rnn_forward(a.numpy(), hs.numpy(), zero.numpy(), zero.numpy())  # tanh(a + 0 h)
     exact = torch.tanh(x.double())
     assert (hs.view(-1).double() - exact).abs().max() < 4e-7
+
+
+@pytest.mark.parametrize("rounds", [0, 1, 2, 5, 6])
+@pytest.mark.parametrize(
+    ("dtype", "atol", "rtol"), [(torch.float64, 1e-12, 0.0), (torch.float32, 2e-5, 1e-5)]
+)
+def test_every_count_of_mogrifier_rounds_compiles_exactly(rounds, dtype, atol, rtol, monkeypatch):
+    """The compiled rounds (one call per step) against torch's, even and odd counts, none."""
+    layer = _layer("mogrifier", dtype, rounds=rounds, rank=3)
+    x = torch.randn(B, T, M, dtype=dtype, requires_grad=True)
+    state = tuple(t.normal_().requires_grad_() for t in layer.initial_state(B, x))
+    fast_path, fast = _run(layer, x, state, monkeypatch, fallback=False)
+    slow_path, slow = _run(layer, x, state, monkeypatch, fallback=True)
+    assert (fast_path, slow_path) == ("numba", "torch")
+    for ours, reference in zip(fast, slow, strict=True):
+        torch.testing.assert_close(ours, reference, atol=atol, rtol=rtol)

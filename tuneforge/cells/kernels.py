@@ -473,3 +473,91 @@ def lstm_cell_step_back(acts, tcs, c_prev, grad_h, grad_c, grad_pre, one):  # pr
     updated in place to dL/dc."""
     for b in range(acts.shape[0]):
         _lstm_cell_back_row(acts[b], tcs[b], c_prev[b], grad_h[b], grad_c[b], grad_pre[b], one)
+
+
+# The mutual gating rounds of the Mogrifier (see :mod:`.mogrifier`), one step per call, with
+# their small products (numpy's dot: BLAS through scipy) inside: one call instead of four
+# torch ops per round. ``mats_t[k]`` is round k's matrix transposed, ``mats[k]`` as it is;
+# ``gates2[k]`` and ``outs[k]`` are (T, B, size) windows of 2 sigmoid(.) and the round's output.
+
+
+@njit(**_STEP)
+def _mogrify_gate(g, src, out, two):  # pragma: no cover - compiled
+    for b in range(g.shape[0]):
+        gb, sb, ob = g[b], src[b], out[b]
+        for j in range(gb.shape[0]):
+            gb[j] = two * sigmoid(gb[j])
+        for j in range(gb.shape[0]):
+            ob[j] = sb[j] * gb[j]
+
+
+@njit(**_STEP)
+def mogrify_step(t, xs, h, mats_t, gates2, outs, xh, one):  # pragma: no cover - compiled
+    """The rounds of step ``t``: from x = xs[t] and the state ``h`` (B, n), round k gates x by
+    h (k even) or h by x (k odd); the last x and h go into ``xh[t]`` (B, m + n)."""
+    two = one + one
+    x = xs[t]
+    hh = h
+    for k in range(len(mats_t)):
+        g, o = gates2[k][t], outs[k][t]
+        if k % 2 == 0:
+            np.dot(hh, mats_t[k], g)
+            _mogrify_gate(g, x, o, two)
+            x = o
+        else:
+            np.dot(x, mats_t[k], g)
+            _mogrify_gate(g, hh, o, two)
+            hh = o
+    m = x.shape[1]
+    row = xh[t]
+    for b in range(x.shape[0]):
+        rb, xb, hb = row[b], x[b], hh[b]
+        for j in range(m):
+            rb[j] = xb[j]
+        for j in range(hb.shape[0]):
+            rb[m + j] = hb[j]
+
+
+@njit(**_STEP)
+def _mogrify_gate_back(grad, before, g, grad_pre, half, one):  # pragma: no cover - compiled
+    # out = before * g with g = 2 sigmoid(z): dout/dz = before * g (1 - g / 2).
+    for b in range(g.shape[0]):
+        gr, bf, gb, gp = grad[b], before[b], g[b], grad_pre[b]
+        for j in range(gb.shape[0]):
+            gp[j] = gr[j] * bf[j] * gb[j] * (one - half * gb[j])
+        for j in range(gb.shape[0]):
+            gr[j] *= gb[j]
+
+
+@njit(**_STEP)
+def mogrify_step_back(
+    t, grad_xh, grad_xs, grad_h, xs, h_prev, mats, gates2, outs, grad_pre, tmp_x, tmp_h, one
+):  # pragma: no cover - compiled
+    """Backward of :func:`mogrify_step`: ``grad_xh`` (B, m + n) is dL/dxh[t]; dL/dxs[t] goes
+    into ``grad_xs[t]``, dL/dh (of the state the step read) into ``grad_h``, each round's
+    dL/dz into ``grad_pre[k][t]``. ``tmp_x`` (B, m) and ``tmp_h`` (B, n) are scratch."""
+    half = one / (one + one)
+    grad_x = grad_xs[t]
+    m = grad_x.shape[1]
+    for b in range(grad_x.shape[0]):
+        src, gx, gh = grad_xh[b], grad_x[b], grad_h[b]
+        for j in range(m):
+            gx[j] = src[j]
+        for j in range(gh.shape[0]):
+            gh[j] = src[m + j]
+    for k in range(len(mats) - 1, -1, -1):
+        g, gp = gates2[k][t], grad_pre[k][t]
+        if k >= 2:
+            before = outs[k - 2][t]
+        elif k == 0:
+            before = xs[t]
+        else:
+            before = h_prev
+        if k % 2 == 0:
+            _mogrify_gate_back(grad_x, before, g, gp, half, one)
+            np.dot(gp, mats[k], tmp_h)
+            grad_h += tmp_h
+        else:
+            _mogrify_gate_back(grad_h, before, g, gp, half, one)
+            np.dot(gp, mats[k], tmp_x)
+            grad_x += tmp_x

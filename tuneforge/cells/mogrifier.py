@@ -11,9 +11,10 @@ round and step instead of two), the LSTM step's product runs on oneDNN
 (:mod:`tuneforge.cells.step_matmul`), and the whole window runs in a hand-written autograd
 function: the forward loop keeps the gate values backward needs, the backward loop computes
 only data gradients per step, and every weight gradient is one large matmul over all steps.
-Where numba runs (:mod:`tuneforge.cells.jit`), the LSTM step's element-wise work after its
-product, forward and backward, is one compiled call instead of about eight torch ops; the torch
-code stays as the exact fallback.
+Where numba runs (:mod:`tuneforge.cells.jit`), each step is two compiled calls around the LSTM
+step's product, forward and backward: all the rounds (their small products through numpy's
+BLAS, their gates and gating) in one, the LSTM step's element-wise work in the other, instead
+of about thirty torch ops; the torch code stays as the exact fallback.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ class _MogrifierRecurrence(torch.autograd.Function):
         outs, gates2 = [], []
         for k in range(rounds):
             size = m if k % 2 == 0 else n
-            if k == last_x:
+            if kern is not None:
+                outs.append(xs.new_empty(steps, batch, size))  # the kernel copies into xh
+            elif k == last_x:
                 outs.append(xh[:, :, :m])
             elif k == last_h:
                 outs.append(xh[:, :, m:])
@@ -66,7 +69,22 @@ class _MogrifierRecurrence(torch.autograd.Function):
         if kern is not None:
             acts_np, cs_np, tcs_np, hs_np = (jit.view(t) for t in (acts, cs, tanh_cs, hs))
             c_np = jit.view(c0.contiguous())
+            if rounds:
+                rounds_np = _round_views(mats, outs, gates2)
+                xs_np, xh_np, h_np = jit.view(xs), jit.view(xh), jit.view(h0.contiguous())
+                mats_t_np = tuple(jit.view(mat.t().contiguous()) for mat in mats)
+                one = jit.one(xs)
         for t in range(steps):
+            if kern is not None:
+                # The rounds, then the LSTM step: two compiled calls around one product.
+                if rounds:
+                    kern.mogrify_step(t, xs_np, h_np, mats_t_np, *rounds_np[1:], xh_np, one)
+                else:
+                    xh[t, :, :m], xh[t, :, m:] = xs[t], h
+                pre = step_lstm(xh[t])  # (B, 4n)
+                kern.lstm_cell_step(jit.view(pre), acts_np[t], c_np, cs_np[t], tcs_np[t], hs_np[t])
+                h, c_np, h_np = hs[t], cs_np[t], hs_np[t]
+                continue
             x = xs[t]
             for k in range(rounds):
                 # Odd rounds (k even here) gate x by h, even rounds gate h by x.
@@ -80,11 +98,6 @@ class _MogrifierRecurrence(torch.autograd.Function):
                 xh[t, :, :m] = x
             if last_h is None:
                 xh[t, :, m:] = h
-            if kern is not None:
-                pre = step_lstm(xh[t])  # (B, 4n)
-                kern.lstm_cell_step(jit.view(pre), acts_np[t], c_np, cs_np[t], tcs_np[t], hs_np[t])
-                h, c_np = hs[t], cs_np[t]
-                continue
             a = acts[t]
             a.copy_(step_lstm(xh[t]))
             a[:, : 2 * n].sigmoid_()
@@ -115,7 +128,7 @@ class _MogrifierRecurrence(torch.autograd.Function):
             ).view(steps, batch, 3, n)
             factor_o = tanh_cs * o * (1.0 - o)
         factor_rounds = []
-        for k in range(rounds):
+        for k in range(rounds if ctx.kern is None else 0):  # the kernel forms them per step
             before = outs[k - 2] if k >= 2 else (xs if k == 0 else h_prev)
             # Round output = before * 2 sigmoid(z); d(2 sigmoid(z))/dz = g2 (1 - g2 / 2).
             factor_rounds.append(before * gates2[k] * (1.0 - 0.5 * gates2[k]))
@@ -129,7 +142,27 @@ class _MogrifierRecurrence(torch.autograd.Function):
             grad_c = grad_c.contiguous()
             views = [jit.view(t) for t in (acts, tanh_cs, c_prev, grad_acts)]
             grad_c_np, one = jit.view(grad_c), jit.one(hs)
+            grad_h_np = jit.view(grad_h)
+            mats_np, gates2_np, outs_np = _round_views(mats, outs, gates2)
+            grad_pre_np = tuple(jit.view(t) for t in grad_pre)
+            xs_np, grad_xs_np, h_prev_np = jit.view(xs), jit.view(grad_xs), jit.view(h_prev)
+            tmp_x, tmp_h = xs.new_empty(batch, m), h0.new_empty(batch, n)
+            tmp_np = (jit.view(tmp_x), jit.view(tmp_h))
         for t in range(steps - 1, -1, -1):
+            if ctx.kern is not None and rounds:
+                # grad_h (dL/dh of the step's output, then of its input state) and grad_c are
+                # updated in place.
+                grad_h.add_(grad_hs[t])
+                acts_t, tcs_t, c_prev_t, grad_acts_t = (v[t] for v in views)
+                ctx.kern.lstm_cell_step_back(
+                    acts_t, tcs_t, c_prev_t, grad_h_np, grad_c_np, grad_acts_t, one
+                )
+                grad_xh = step_back(grad_acts[t])  # (B, m + n)
+                ctx.kern.mogrify_step_back(
+                    t, jit.view(grad_xh), grad_xs_np, grad_h_np, xs_np, h_prev_np[t], mats_np,
+                    gates2_np, outs_np, grad_pre_np, *tmp_np, one,
+                )  # fmt: skip
+                continue
             grad_h = grad_h + grad_hs[t]
             if ctx.kern is not None:
                 # grad_c is updated in place to dL/dc of the previous step.
@@ -155,6 +188,8 @@ class _MogrifierRecurrence(torch.autograd.Function):
                     grad_h = grad_h * gates2[k][t]
                     grad_x = grad_x.addmm_(gz, mats[k])
             grad_xs[t] = grad_x
+        if ctx.kern is not None and rounds:
+            grad_h = grad_h.clone()  # the buffer the kernel wrote into is returned as a gradient
         rows = steps * batch
         flat_acts = grad_acts.view(rows, 4 * n)
         grad_weight = window_matmul_tn(flat_acts, xh.view(rows, m + n))
@@ -164,6 +199,11 @@ class _MogrifierRecurrence(torch.autograd.Function):
             source = outs[k - 1] if k >= 1 else h_prev
             grad_mats.append(grad_pre[k].view(rows, -1).t() @ source.reshape(rows, -1))
         return (None, grad_xs, grad_h, grad_c, grad_weight, flat_acts.sum(0), *grad_mats)
+
+
+def _round_views(mats, outs, gates2) -> tuple[tuple, tuple, tuple]:
+    """numpy views of the rounds' matrices and (T, B, size) windows, for the kernels."""
+    return tuple(tuple(jit.view(t) for t in group) for group in (mats, gates2, outs))
 
 
 class MogrifierLayer(RecurrentLayer):
