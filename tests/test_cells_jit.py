@@ -161,3 +161,26 @@ def test_every_count_of_mogrifier_rounds_compiles_exactly(rounds, dtype, atol, r
     assert (fast_path, slow_path) == ("numba", "torch")
     for ours, reference in zip(fast, slow, strict=True):
         torch.testing.assert_close(ours, reference, atol=atol, rtol=rtol)
+
+
+def test_the_blas_inside_the_kernels_runs_on_one_thread():
+    """numba's np.dot calls scipy's bundled OpenBLAS; its own threads would only wait."""
+    import ctypes
+    import glob
+    import os
+
+    import scipy
+
+    assert jit.kernels("kernels") is not None  # loading the kernels sets it
+    path = jit.single_threaded_blas()
+    bundled = glob.glob(
+        os.path.join(os.path.dirname(os.path.dirname(scipy.__file__)), "scipy.libs", "*openblas*")
+    )
+    if path is None:
+        assert not bundled  # another BLAS: nothing of ours to set
+        return
+    library = ctypes.CDLL(path)
+    getter = (
+        getattr(library, "scipy_openblas_get_num_threads", None) or library.openblas_get_num_threads
+    )
+    assert getter() == 1

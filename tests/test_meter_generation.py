@@ -112,8 +112,11 @@ def test_each_piece_hears_its_own_meter_and_scores_as_drawn():
         scored = score_frames(model, roll, onsets=onsets, bar_positions=bars)
         np.testing.assert_allclose(scored[1:], sampled[1:], rtol=1e-4, atol=1e-4)
         other = step_in_bar(len(roll), 4, [(0, 3, 2)])  # a 24-step bar: another meter
-        assert not np.allclose(score_frames(model, roll, onsets=onsets, bar_positions=other)[1:],
-                               sampled[1:], atol=1e-4)
+        assert not np.allclose(
+            score_frames(model, roll, onsets=onsets, bar_positions=other)[1:],
+            sampled[1:],
+            atol=1e-4,
+        )
 
 
 def test_one_meter_for_the_wrong_number_of_pieces_is_refused():
@@ -134,8 +137,9 @@ def _meters(out: Path) -> list[str]:
 def test_generate_draws_meters_from_the_training_data_and_writes_them(tmp_path):
     model = save_meter_model(tmp_path, {"6/8": 0.5, "4/4": 0.5})
     out = tmp_path / "out"
-    result = _generate("--model", str(model), "--num", "8", "--length", "12", "--seed", "2",
-                       "--out", str(out))
+    result = _generate(
+        "--model", str(model), "--num", "8", "--length", "12", "--seed", "2", "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     meters = _meters(out)
     assert set(meters) == {"6/8", "4/4"}
@@ -149,16 +153,27 @@ def test_generate_draws_meters_from_the_training_data_and_writes_them(tmp_path):
             sidecar["log_likelihood"], abs=1e-3
         )
     again = tmp_path / "again"
-    _generate("--model", str(model), "--num", "8", "--length", "12", "--seed", "2",
-              "--out", str(again))
+    _generate(
+        "--model", str(model), "--num", "8", "--length", "12", "--seed", "2", "--out", str(again)
+    )
     assert _meters(again) == meters  # the seed fixes the meters too
 
 
 def test_the_meter_named_the_melody_s_and_a_model_without_meter(tmp_path):
     model = save_meter_model(tmp_path, {"6/8": 1.0})
     named = tmp_path / "named"
-    result = _generate("--model", str(model), "--num", "3", "--length", "6",
-                       "--time-signature", "3/4", "--out", str(named))
+    result = _generate(
+        "--model",
+        str(model),
+        "--num",
+        "3",
+        "--length",
+        "6",
+        "--time-signature",
+        "3/4",
+        "--out",
+        str(named),
+    )
     assert result.exit_code == 0, result.output
     assert _meters(named) == ["3/4"] * 3
     tune = write_midi(tmp_path / "tune.mid", [(72, 0, 4), (74, 4, 8)], time_signatures=[(0, 2, 4)])

@@ -477,8 +477,10 @@ def lstm_cell_step_back(acts, tcs, c_prev, grad_h, grad_c, grad_pre, one):  # pr
 
 # The mutual gating rounds of the Mogrifier (see :mod:`.mogrifier`), one step per call, with
 # their small products (numpy's dot: BLAS through scipy) inside: one call instead of four
-# torch ops per round. ``mats_t[k]`` is round k's matrix transposed, ``mats[k]`` as it is;
-# ``gates2[k]`` and ``outs[k]`` are (T, B, size) windows of 2 sigmoid(.) and the round's output.
+# torch ops per round. Round k's matrix is low-rank, ``up[k] @ down[k]``, and is applied as two
+# thin products (``rank (m + n)`` multiply-adds per row instead of ``m n``; half the time at
+# the default rank, measured). ``gates2[k]`` and ``outs[k]`` are (T, B, size) windows of
+# 2 sigmoid(.) and the round's output; ``tmp_r`` is (B, rank) scratch.
 
 
 @njit(**_STEP)
@@ -492,20 +494,25 @@ def _mogrify_gate(g, src, out, two):  # pragma: no cover - compiled
 
 
 @njit(**_STEP)
-def mogrify_step(t, xs, h, mats_t, gates2, outs, xh, one):  # pragma: no cover - compiled
+def mogrify_step(
+    t, xs, h, downs_t, ups_t, tmp_r, gates2, outs, xh, one
+):  # pragma: no cover - compiled
     """The rounds of step ``t``: from x = xs[t] and the state ``h`` (B, n), round k gates x by
-    h (k even) or h by x (k odd); the last x and h go into ``xh[t]`` (B, m + n)."""
+    h (k even) or h by x (k odd); the last x and h go into ``xh[t]`` (B, m + n).
+    ``downs_t[k]`` and ``ups_t[k]`` are round k's factors transposed."""
     two = one + one
     x = xs[t]
     hh = h
-    for k in range(len(mats_t)):
+    for k in range(len(downs_t)):
         g, o = gates2[k][t], outs[k][t]
         if k % 2 == 0:
-            np.dot(hh, mats_t[k], g)
+            np.dot(hh, downs_t[k], tmp_r)
+            np.dot(tmp_r, ups_t[k], g)
             _mogrify_gate(g, x, o, two)
             x = o
         else:
-            np.dot(x, mats_t[k], g)
+            np.dot(x, downs_t[k], tmp_r)
+            np.dot(tmp_r, ups_t[k], g)
             _mogrify_gate(g, hh, o, two)
             hh = o
     m = x.shape[1]
@@ -531,7 +538,21 @@ def _mogrify_gate_back(grad, before, g, grad_pre, half, one):  # pragma: no cove
 
 @njit(**_STEP)
 def mogrify_step_back(
-    t, grad_xh, grad_xs, grad_h, xs, h_prev, mats, gates2, outs, grad_pre, tmp_x, tmp_h, one
+    t,
+    grad_xh,
+    grad_xs,
+    grad_h,
+    xs,
+    h_prev,
+    ups,
+    downs,
+    gates2,
+    outs,
+    grad_pre,
+    tmp_r,
+    tmp_x,
+    tmp_h,
+    one,
 ):  # pragma: no cover - compiled
     """Backward of :func:`mogrify_step`: ``grad_xh`` (B, m + n) is dL/dxh[t]; dL/dxs[t] goes
     into ``grad_xs[t]``, dL/dh (of the state the step read) into ``grad_h``, each round's
@@ -545,7 +566,7 @@ def mogrify_step_back(
             gx[j] = src[j]
         for j in range(gh.shape[0]):
             gh[j] = src[m + j]
-    for k in range(len(mats) - 1, -1, -1):
+    for k in range(len(ups) - 1, -1, -1):
         g, gp = gates2[k][t], grad_pre[k][t]
         if k >= 2:
             before = outs[k - 2][t]
@@ -555,9 +576,11 @@ def mogrify_step_back(
             before = h_prev
         if k % 2 == 0:
             _mogrify_gate_back(grad_x, before, g, gp, half, one)
-            np.dot(gp, mats[k], tmp_h)
+            np.dot(gp, ups[k], tmp_r)
+            np.dot(tmp_r, downs[k], tmp_h)
             grad_h += tmp_h
         else:
             _mogrify_gate_back(grad_h, before, g, gp, half, one)
-            np.dot(gp, mats[k], tmp_x)
+            np.dot(gp, ups[k], tmp_r)
+            np.dot(tmp_r, downs[k], tmp_x)
             grad_x += tmp_x

@@ -12,9 +12,11 @@ round and step instead of two), the LSTM step's product runs on oneDNN
 function: the forward loop keeps the gate values backward needs, the backward loop computes
 only data gradients per step, and every weight gradient is one large matmul over all steps.
 Where numba runs (:mod:`tuneforge.cells.jit`), each step is two compiled calls around the LSTM
-step's product, forward and backward: all the rounds (their small products through numpy's
-BLAS, their gates and gating) in one, the LSTM step's element-wise work in the other, instead
-of about thirty torch ops; the torch code stays as the exact fallback.
+step's product, forward and backward: all the rounds in one (each round's low-rank matrix
+applied as its two thin factors, ``rank (m + n)`` multiply-adds per row instead of ``m n``,
+through numpy's BLAS on one thread; then its gate and gating), the LSTM step's element-wise
+work in the other, instead of about thirty torch ops. The torch code, which applies the full
+products, stays as the exact fallback.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ class _MogrifierRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, kern, xs, h0, c0, weight, bias, *mats):
-        # kern: the compiled kernels module, or None for torch ops only.
+    def forward(ctx, kern, factors, xs, h0, c0, weight, bias, *mats):
+        # kern: the compiled kernels module, or None for torch ops only; factors: the rounds'
+        # (up, down) pairs, detached (their gradients come through mats), for the kernels.
         ctx.kern = kern
         steps, batch, m = xs.shape
         n = h0.shape[1]
@@ -70,15 +73,19 @@ class _MogrifierRecurrence(torch.autograd.Function):
             acts_np, cs_np, tcs_np, hs_np = (jit.view(t) for t in (acts, cs, tanh_cs, hs))
             c_np = jit.view(c0.contiguous())
             if rounds:
-                rounds_np = _round_views(mats, outs, gates2)
+                gates2_np, outs_np = _views(gates2), _views(outs)
                 xs_np, xh_np, h_np = jit.view(xs), jit.view(xh), jit.view(h0.contiguous())
-                mats_t_np = tuple(jit.view(mat.t().contiguous()) for mat in mats)
+                ups_t = _views(up.t().contiguous() for up, _ in factors)
+                downs_t = _views(down.t().contiguous() for _, down in factors)
+                tmp_r = jit.view(xs.new_empty(batch, factors[0][0].shape[1]))
                 one = jit.one(xs)
         for t in range(steps):
             if kern is not None:
                 # The rounds, then the LSTM step: two compiled calls around one product.
                 if rounds:
-                    kern.mogrify_step(t, xs_np, h_np, mats_t_np, *rounds_np[1:], xh_np, one)
+                    kern.mogrify_step(
+                        t, xs_np, h_np, downs_t, ups_t, tmp_r, gates2_np, outs_np, xh_np, one
+                    )
                 else:
                     xh[t, :, :m], xh[t, :, m:] = xs[t], h
                 pre = step_lstm(xh[t])  # (B, 4n)
@@ -107,6 +114,7 @@ class _MogrifierRecurrence(torch.autograd.Function):
             c = torch.addcmul(f * c, i, g, out=cs[t])
             h = torch.mul(o, torch.tanh(c, out=tanh_cs[t]), out=hs[t])
         ctx.rounds = rounds
+        ctx.factors = factors
         ctx.save_for_backward(xs, h0, c0, weight, xh, acts, cs, tanh_cs, hs, *mats, *outs, *gates2)
         return hs, cs[-1]
 
@@ -143,8 +151,10 @@ class _MogrifierRecurrence(torch.autograd.Function):
             views = [jit.view(t) for t in (acts, tanh_cs, c_prev, grad_acts)]
             grad_c_np, one = jit.view(grad_c), jit.one(hs)
             grad_h_np = jit.view(grad_h)
-            mats_np, gates2_np, outs_np = _round_views(mats, outs, gates2)
-            grad_pre_np = tuple(jit.view(t) for t in grad_pre)
+            gates2_np, outs_np, grad_pre_np = _views(gates2), _views(outs), _views(grad_pre)
+            ups = _views(up.contiguous() for up, _ in ctx.factors)
+            downs = _views(down.contiguous() for _, down in ctx.factors)
+            tmp_r = jit.view(xs.new_empty(batch, ctx.factors[0][0].shape[1])) if rounds else None
             xs_np, grad_xs_np, h_prev_np = jit.view(xs), jit.view(grad_xs), jit.view(h_prev)
             tmp_x, tmp_h = xs.new_empty(batch, m), h0.new_empty(batch, n)
             tmp_np = (jit.view(tmp_x), jit.view(tmp_h))
@@ -159,8 +169,8 @@ class _MogrifierRecurrence(torch.autograd.Function):
                 )
                 grad_xh = step_back(grad_acts[t])  # (B, m + n)
                 ctx.kern.mogrify_step_back(
-                    t, jit.view(grad_xh), grad_xs_np, grad_h_np, xs_np, h_prev_np[t], mats_np,
-                    gates2_np, outs_np, grad_pre_np, *tmp_np, one,
+                    t, jit.view(grad_xh), grad_xs_np, grad_h_np, xs_np, h_prev_np[t], ups, downs,
+                    gates2_np, outs_np, grad_pre_np, tmp_r, *tmp_np, one,
                 )  # fmt: skip
                 continue
             grad_h = grad_h + grad_hs[t]
@@ -198,12 +208,12 @@ class _MogrifierRecurrence(torch.autograd.Function):
             # Round k's gate reads the other vector as the previous round left it.
             source = outs[k - 1] if k >= 1 else h_prev
             grad_mats.append(grad_pre[k].view(rows, -1).t() @ source.reshape(rows, -1))
-        return (None, grad_xs, grad_h, grad_c, grad_weight, flat_acts.sum(0), *grad_mats)
+        return (None, None, grad_xs, grad_h, grad_c, grad_weight, flat_acts.sum(0), *grad_mats)
 
 
-def _round_views(mats, outs, gates2) -> tuple[tuple, tuple, tuple]:
-    """numpy views of the rounds' matrices and (T, B, size) windows, for the kernels."""
-    return tuple(tuple(jit.view(t) for t in group) for group in (mats, gates2, outs))
+def _views(tensors) -> tuple:
+    """numpy views of contiguous tensors, as the kernels take a round's arrays: a tuple."""
+    return tuple(jit.view(t) for t in tensors)
 
 
 class MogrifierLayer(RecurrentLayer):
@@ -274,5 +284,9 @@ class MogrifierLayer(RecurrentLayer):
         if kern is not None and not jit.usable(xs, h0, c0, weight, self.bias):
             kern = None
         self.last_path = "torch" if kern is None else "numba"
-        hs, c_last = _MogrifierRecurrence.apply(kern, xs, h0, c0, weight, self.bias, *mats)
+        factors = tuple(
+            (up.detach(), down.detach())
+            for up, down in zip(self.mog_up, self.mog_down, strict=True)
+        )
+        hs, c_last = _MogrifierRecurrence.apply(kern, factors, xs, h0, c0, weight, self.bias, *mats)
         return hs.transpose(0, 1), (hs[-1], c_last)

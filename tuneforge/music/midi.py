@@ -479,9 +479,7 @@ def roll_to_midi(
     if time_signature is not None:
         numerator, denominator = (int(v) for v in time_signature)
         track.append(
-            mido.MetaMessage(
-                "time_signature", numerator=numerator, denominator=denominator, time=0
-            )
+            mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator, time=0)
         )
     track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo_bpm), time=0))
     track.append(mido.Message("program_change", program=program, channel=0, time=0))
