@@ -220,6 +220,9 @@ def test_an_input_that_disappears_ends_the_jam_with_the_session_saved(sink, jack
         _wait_connected(player, "feeder", "phrase")
         _wait_connected(player, "recorder", "sink")  # its output reaches the recorder
         feeder.send_message([0x90, 76, 90])
+        # The echo and the model both sound before the port goes: closing it earlier could
+        # drop the note still queued for the feeder's next JACK cycle on a busy machine.
+        assert sink.wait_for(lambda m: any(d[:2] == [0x90, 76] for _, d in m), timeout_s=30)
         assert sink.wait_for(lambda m: len(_model_note_ons(m)) >= 1, timeout_s=30)
         _close(feeder)  # the port goes while the note is held and the model plays
         stdout, stderr = _stop(player, timeout_s=120) if _ended(player, 120) else _stop(player)

@@ -99,5 +99,14 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. Once the command is done, the rest of the exit is bounded
+    (:mod:`tuneforge.cli.exit_watchdog`): a stalled sound server cannot keep it alive."""
+    from tuneforge.cli import exit_watchdog
+
+    exit_watchdog.enable()
+    try:
+        app()
+    except BaseException as error:
+        exit_watchdog.arm(exit_watchdog.exit_status(error))
+        raise
+    exit_watchdog.arm(0)

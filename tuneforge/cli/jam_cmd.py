@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from tuneforge.cli import panels
+from tuneforge.cli import exit_watchdog, panels
 from tuneforge.cli.device_options import DEFAULT_DEVICE, DeviceOption
 from tuneforge.cli.play_cmd import (
     ApiChoice,
@@ -254,10 +254,14 @@ def jam(
             stopped_by = str(error)
         finally:
             session.stop()
-            output.close()
-            if source is not None:
-                source.close()
-            midi_path, _ = session.save(save)
+            try:
+                midi_path, _ = session.save(save)  # saved before the ports close: nothing lost
+            finally:
+                if stopped_by is not None:
+                    exit_watchdog.arm(130)  # a stalled server may not hang the exit from here
+                output.close()
+                if source is not None:
+                    source.close()
     console.print(
         f"saved the session to {escape(str(midi_path))} ({len(session.report.answers)} answers)"
     )

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tuneforge.cli import panels
+from tuneforge.cli import exit_watchdog, panels
 from tuneforge.errors import ConfigError
 
 console = Console(highlight=False)
@@ -128,9 +128,14 @@ def play(
         report = play_events(events.events, output)
     except KeyboardInterrupt:
         console.print("[yellow]stopped[/yellow]; all notes off")
-        raise typer.Exit(130) from None
-    finally:
+        exit_watchdog.arm(130)  # the notes are off: closing the port may not hang the exit
         output.close()
+        raise typer.Exit(130) from None
+    except BaseException:
+        output.close()
+        raise
+    exit_watchdog.arm(0)
+    output.close()
     console.print(
         f"sent {report.messages_sent} messages in {report.duration_s:.1f} s "
         f"(latest {report.max_late_s * 1000:.1f} ms behind schedule)"
