@@ -33,17 +33,13 @@ def main() -> None:
     loaded = load_checkpoint(args.checkpoint)
     meta = {k: v for k, v in loaded.meta.items() if k != "progress"}
     if "time_signatures" not in meta:  # trained before tuneforge recorded the data's meters
-        from tuneforge.data.dataset import load_dataset
+        from tuneforge.data.comparison import training_data_of
         from tuneforge.train import training_meters
 
-        dataset = load_dataset(
-            args.data,
-            steps_per_beat=meta.get("steps_per_beat", 4),
-            split_seed=meta.get("split_seed", 0),
-            keep_percussion=meta.get("keep_percussion", False),
-            fold_octaves=meta.get("fold_octaves", False),
+        # DATA, read with the settings training used (split seed, percussion, octaves).
+        meta["time_signatures"] = training_meters(
+            training_data_of({**meta, "data_spec": args.data})
         )
-        meta["time_signatures"] = training_meters(dataset)
     target = save_checkpoint(PRETRAINED / args.name, loaded.model, meta=meta)
     scores = {
         split: evaluate_checkpoint(target, args.data, split=split, device="cpu")

@@ -56,7 +56,7 @@ class Generator:
         if source is not None and source.time_signature is not None:
             return [source.time_signature] * count
         shares = self.meta.get("time_signatures")
-        if self.reads_meter and isinstance(shares, dict) and shares:
+        if self.reads_meter and shares:  # the checkpoint's schema made it a map of shares
             return draw_time_signatures(shares, count, request.seed)
         return [DEFAULT_TIME_SIGNATURE] * count
 

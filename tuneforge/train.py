@@ -396,7 +396,7 @@ def training_meters(dataset) -> dict[str, float]:
     from tuneforge.music.meter import time_signature_shares
 
     meters = getattr(dataset, "time_signatures", None)
-    return time_signature_shares(meters["train"] if meters else [() for _ in dataset.train])
+    return time_signature_shares(meters["train"] if meters else [])
 
 
 def _save(path: Path, model, optimizer, meta: dict, progress: dict | None) -> None:

@@ -68,16 +68,6 @@ def arm(exit_code: int, grace_s: float = EXIT_GRACE_S) -> None:
         )
 
 
-def disarm() -> None:
-    """Cancel both watchmen (for a process that goes on after a command, such as a test)."""
-    global _timer
-    with _lock:
-        if _timer is not None:
-            _timer.cancel()
-            _timer = None
-        faulthandler.cancel_dump_traceback_later()
-
-
 def exit_status(error: BaseException | None) -> int:
     """The status a process ends with for ``error`` (None: success), as Python would give it."""
     if error is None:
