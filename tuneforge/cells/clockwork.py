@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from tuneforge.cells.base import LayerState, RecurrentLayer
+from tuneforge.cells.step_matmul import linear, window_matmul_tn
 from tuneforge.errors import ConfigError
 
 
@@ -54,7 +55,7 @@ class _ClockworkRecurrence(torch.autograd.Function):
             grad_h = torch.where(active[t], 0.0, grad_h).addmm_(g, weight_hh)
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, B, H)
         width = h0.shape[1]
-        grad_weight = grad_pre.reshape(-1, width).t() @ h_prev.reshape(-1, width)
+        grad_weight = window_matmul_tn(grad_pre.reshape(-1, width), h_prev.reshape(-1, width))
         return grad_pre, grad_h, grad_weight, None
 
 
@@ -121,9 +122,8 @@ class ClockworkLayer(RecurrentLayer):
         """Run over ``x`` (B, T, input) from ``state`` (h, step)."""
         batch, steps, _ = x.shape
         h0, step0 = self.initial_state(batch, x) if state is None else state
-        xproj = torch.addmm(
-            self.bias, x.transpose(0, 1).reshape(-1, self.input_size), self.weight_ih.t()
-        ).view(steps, batch, -1)  # (T, B, H)
+        x_tm = x.transpose(0, 1).reshape(-1, self.input_size)  # time-major rows
+        xproj = linear(x_tm, self.weight_ih, self.bias).view(steps, batch, -1)  # (T, B, H)
         t = step0[None, :] + torch.arange(steps, device=x.device)[:, None]  # (T, B)
         active = (t[:, :, None] % self.period) == 0  # (T, B, H)
         hs = _ClockworkRecurrence.apply(xproj, h0, self.weight_hh(), active)

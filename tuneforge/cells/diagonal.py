@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from tuneforge.cells import jit
+from tuneforge.cells.step_matmul import linear
 
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -117,7 +118,7 @@ def diagonal_sequence(
     if kern is None or not jit.usable(x, weight_ih, diag_hh, bias_ih, *state):
         return None
     batch, steps, width = x.shape
-    a = torch.addmm(bias_ih, x.reshape(batch * steps, width), weight_ih.t())
+    a = linear(x.reshape(batch * steps, width), weight_ih, bias_ih)
     a = a.view(batch, steps, _GATES[mode] * diag_hh.shape[1])  # (B, T, G H)
     if mode == "lstm":
         hs, c = _DiagLSTM.apply(kern, a, diag_hh, state[0], state[1])

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from tuneforge.cells import jit
-from tuneforge.cells.step_matmul import step_linear, window_matmul_tn
+from tuneforge.cells.step_matmul import linear, step_linear, window_matmul_tn
 
 
 class _GRURecurrence(torch.autograd.Function):
@@ -135,7 +135,7 @@ def gru_sequence(
     """
     batch, steps, width = x.shape
     x_tm = x.transpose(0, 1).reshape(steps * batch, width)  # time-major rows
-    gi = torch.addmm(bias_ih, x_tm, weight_ih.t()).view(steps, batch, -1)  # (T, B, 3H)
+    gi = linear(x_tm, weight_ih, bias_ih).view(steps, batch, -1)  # (T, B, 3H)
     kern = jit.kernels("kernels")
     if kern is not None and not jit.usable(gi, h0, weight_hh, bias_hh):
         kern = None

@@ -207,7 +207,7 @@ class _MogrifierRecurrence(torch.autograd.Function):
         for k in range(rounds):
             # Round k's gate reads the other vector as the previous round left it.
             source = outs[k - 1] if k >= 1 else h_prev
-            grad_mats.append(grad_pre[k].view(rows, -1).t() @ source.reshape(rows, -1))
+            grad_mats.append(window_matmul_tn(grad_pre[k].view(rows, -1), source.reshape(rows, -1)))
         return (None, None, grad_xs, grad_h, grad_c, grad_weight, flat_acts.sum(0), *grad_mats)
 
 

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from tuneforge.cells import jit
 from tuneforge.cells.base import LayerState, RecurrentLayer
-from tuneforge.cells.step_matmul import step_linear, window_matmul_tn
+from tuneforge.cells.step_matmul import linear, step_linear, window_matmul_tn
 from tuneforge.errors import ConfigError
 
 _EPS = 1e-6  # inside the RMS norm's square root
@@ -244,7 +244,7 @@ class RRULayer(RecurrentLayer):
         m = self.input_size
         weight_jx, weight_jh = self.weight_in[:, :m], self.weight_in[:, m:]
         x_tm = x.transpose(0, 1).reshape(-1, m)  # (T B, m), time-major
-        xproj = torch.addmm(self.bias_in, x_tm, weight_jx.t()).view(steps, batch, -1)
+        xproj = linear(x_tm, weight_jx, self.bias_in).view(steps, batch, -1)
         mask = None
         if self.training and self.rru_dropout > 0:
             keep = 1.0 - self.rru_dropout
@@ -260,5 +260,5 @@ class RRULayer(RecurrentLayer):
             kern, xproj, h0, weight_jh, self.weight_c, self.bias_c, self.decay(), self.z, mask,
             *extra,
         )  # fmt: skip
-        out = torch.addmm(self.bias_o, ds.reshape(-1, self.middle_size), self.weight_o.t())
+        out = linear(ds.reshape(-1, self.middle_size), self.weight_o, self.bias_o)
         return out.view(steps, batch, -1).transpose(0, 1), (hs[-1],)
