@@ -240,3 +240,27 @@ def test_a_time_budget_stops_at_the_first_epoch_boundary_past_it(tmp_path):
     assert unlimited.stopped == "epochs" and len(unlimited.history) == 2
     with pytest.raises(ConfigError, match="time budget"):
         fit(tiny_config(time_budget_s=-1.0), tiny_dataset(), run_dir=tmp_path / "bad")
+
+
+def test_ctrl_c_while_the_epochs_files_are_written_waits_for_them(tmp_path, monkeypatch):
+    # A signal inside a C extension's import (matplotlib's, on the first plot) surfaced as an
+    # ImportError and a traceback; now it waits, and the run stops with its files whole.
+    import signal
+
+    from tuneforge import curves
+    from tuneforge.train import TrainingInterrupted
+
+    real_plot = curves.plot_curves
+
+    def plot_hit_by_ctrl_c(history, path):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt as error:  # as a C module's initialisation reports it
+            raise ImportError("initialization failed") from error
+        real_plot(history, path)
+
+    monkeypatch.setattr(curves, "plot_curves", plot_hit_by_ctrl_c)
+    with pytest.raises(TrainingInterrupted):
+        fit(tiny_config(epochs=3), tiny_dataset(), run_dir=tmp_path)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert load_checkpoint(tmp_path / "last").meta["progress"]["epoch"] == 1

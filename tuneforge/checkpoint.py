@@ -14,11 +14,7 @@ import hashlib
 import json
 import math
 import os
-import signal
 import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +36,7 @@ from tuneforge.schema import (
     load_json_text,
     validate,
 )
+from tuneforge.stop_signals import interrupts_deferred
 
 FORMAT_VERSION = 1
 TENSOR_SUFFIX = ".safetensors"
@@ -177,7 +174,7 @@ def save_checkpoint(
         os.umask(umask)
         for tmp in (tmp_tensor, tmp_config):
             os.chmod(tmp, 0o666 & ~umask)
-        with _interrupts_deferred():
+        with interrupts_deferred():
             os.replace(tmp_tensor, tensor_path)
             os.replace(tmp_config, config_path)
     finally:
@@ -398,22 +395,6 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict[str, Any]
 
 def _take_prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-@contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT back for the duration of the block, then deliver it if one came."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread receives signals
-        return
-    received: list[tuple[int, Any]] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(*received[0])
 
 
 def _temp_path(final: Path) -> Path:

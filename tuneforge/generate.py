@@ -21,6 +21,7 @@ from tuneforge import __version__
 from tuneforge.errors import ConfigError
 from tuneforge.files import make_folder, replacing, write_text
 from tuneforge.sample import SampledStep, SamplingOptions, sample_steps
+from tuneforge.stop_signals import interrupts_deferred
 from tuneforge.validate import check_numbers
 
 PROVENANCE_PREFIX = "tuneforge-provenance "  # starts the MIDI text meta event
@@ -262,8 +263,15 @@ def generate(
     def first_piece() -> Iterator[np.ndarray]:
         if primer_roll is not None:
             yield from primer_roll
-        for step in stream:
-            steps.append(step)
+        while True:
+            # A Ctrl-C waits for the step being sampled (a sampler cut mid-step cannot go on):
+            # it then reaches the consumer, and the rest of the piece is still sampled.
+            with interrupts_deferred():
+                step = next(stream, None)
+                if step is not None:
+                    steps.append(step)
+            if step is None:
+                return
             yield step.frame[0].numpy()
 
     interrupted: BaseException | None = None

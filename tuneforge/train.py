@@ -48,6 +48,7 @@ from tuneforge.files import os_error_line, replacing, write_text
 from tuneforge.models.registry import describe_model
 from tuneforge.run_folder import check_run_folder, locked
 from tuneforge.smoke import smoke_batches, smoke_config, smoke_pieces
+from tuneforge.stop_signals import interrupts_deferred
 from tuneforge.train_batches import estimate_steps, plan_epoch
 from tuneforge.train_config import OPTIMIZERS, TrainConfig, make_optimizer
 from tuneforge.train_events import (
@@ -266,11 +267,15 @@ def _train(
         progress["epoch"] = epoch + 1
         if context.is_main:
             metrics = {"valid_nll": scores.nll, "valid_accuracy": scores.accuracy, "epoch": epoch}
-            if improved:
-                _save(run_dir / "best", model, None, {**meta_base, "metrics": metrics}, None)
-            _write_metrics(run_dir, history)
-            _save(last_path, model, optimizer, {**meta_base, "metrics": metrics}, progress)
-            _plot(run_dir, history)
+            # The epoch's files as one step: a Ctrl-C or SIGTERM waits for them (one inside a
+            # C extension's import, matplotlib's on the first plot, would surface as an
+            # ImportError rather than as the interruption).
+            with interrupts_deferred():
+                if improved:
+                    _save(run_dir / "best", model, None, {**meta_base, "metrics": metrics}, None)
+                _write_metrics(run_dir, history)
+                _save(last_path, model, optimizer, {**meta_base, "metrics": metrics}, progress)
+                _plot(run_dir, history)
             callbacks.on_epoch(info)
     stopped = "early stopping" if progress["bad_epochs"] >= config.patience else "epochs"
     if out_of_time:
