@@ -584,3 +584,27 @@ def mogrify_step_back(
             np.dot(gp, ups[k], tmp_r)
             np.dot(tmp_r, downs[k], tmp_x)
             grad_x += tmp_x
+
+
+# Dropout masks (see :mod:`.dropout_mask`): element i of a window is kept, and scaled, when the
+# top 24 bits of lowbias32(i * golden ^ seed) fall below ``threshold``. uint32 arithmetic wraps,
+# as the hash needs.
+_GOLDEN = np.uint32(0x9E3779B1)
+_LOWBIAS_1 = np.uint32(0x7FEB352D)
+_LOWBIAS_2 = np.uint32(0x846CA68B)
+_U16, _U15, _U8 = np.uint32(16), np.uint32(15), np.uint32(8)
+
+
+@njit(**_STEP)
+def dropout_mask(flat, seed, threshold, scale):  # pragma: no cover - compiled
+    """``flat[i] = scale`` where element i is kept, else 0, for the 1-D window ``flat``."""
+    key, bound = np.uint32(seed), np.uint32(threshold)
+    zero = scale - scale
+    for i in range(flat.shape[0]):
+        x = np.uint32(np.uint32(i) * _GOLDEN) ^ key
+        x ^= x >> _U16
+        x = np.uint32(x * _LOWBIAS_1)
+        x ^= x >> _U15
+        x = np.uint32(x * _LOWBIAS_2)
+        x ^= x >> _U16
+        flat[i] = scale if (x >> _U8) < bound else zero
