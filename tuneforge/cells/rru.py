@@ -31,7 +31,13 @@ from torch import Tensor, nn
 from tuneforge.cells import jit
 from tuneforge.cells.base import LayerState, RecurrentLayer
 from tuneforge.cells.dropout_mask import dropout_mask
-from tuneforge.cells.step_matmul import linear, step_linear, window_matmul_tn
+from tuneforge.cells.step_matmul import (
+    linear,
+    linear_forward,
+    matmul_nt,
+    step_linear,
+    window_matmul_tn,
+)
 from tuneforge.errors import ConfigError
 
 _EPS = 1e-6  # inside the RMS norm's square root
@@ -39,129 +45,195 @@ _S_SCALE = 10.0  # sigmoid(10 s): a larger effective learning rate for S, as the
 
 
 class _RRURecurrence(torch.autograd.Function):
-    """The RRU recurrence over a window, time-major; returns (d (T, B, M), h (T, B, n))."""
+    """The RRU over a window, from its input rows to its middle layer; returns
+    (d (T, B, M), h (T, B, n)). ``x_tm`` (T B, m) holds the input time-major."""
 
     @staticmethod
-    def forward(ctx, kern, xproj, h0, weight_jh, weight_c, bias_c, decay, rezero, mask, *extra):
+    def forward(
+        ctx, kern, steps, x_tm, weight_in, bias_in, h0, weight_c, bias_c, decay, rezero, mask,
+        *extra,
+    ):  # fmt: skip
         # kern: the compiled kernels module (only without extra layers), or None.
-        steps, batch, middle = xproj.shape
-        width = h0.shape[1]
+        batch, width = h0.shape
+        m = x_tm.shape[1]
+        weight_jx, weight_jh = weight_in[:, :m], weight_in[:, m:]
+        # J_x x for the whole window; the loop adds J_h h and normalises in place.
+        nrm = linear_forward(x_tm, weight_jx, bias_in).view(steps, batch, -1)
+        middle = nrm.shape[2]
         num_extra = len(extra) // 2
-        nrm = xproj.new_empty(steps, batch, middle)
-        rms = xproj.new_empty(steps, batch, 1)
-        acts = [xproj.new_empty(steps, batch, middle) for _ in range(num_extra + 1)]
-        ds = xproj.new_empty(steps, batch, middle) if mask is not None else acts[-1]
-        cs = xproj.new_empty(steps, batch, width)
-        hs = xproj.new_empty(steps, batch, width)
+        rms = nrm.new_empty(steps, batch, 1)
+        cs = nrm.new_empty(steps, batch, width)
+        hs = nrm.new_empty(steps, batch, width)
         step_jh = step_linear(weight_jh, None, batch)
         step_c = step_linear(weight_c, bias_c, batch)
-        extra_t = [w.t() for w in extra[0::2]]
-        h = h0
         if kern is not None:
-            tensors = (xproj, h0.contiguous(), decay, rezero, mask, nrm, rms, acts[0], ds, cs, hs)
+            acts = []  # backward reads ReLU's derivative off nrm
+            ds = nrm.new_empty(steps, batch, middle)
+            ds_cols = nrm.new_empty(middle, steps * batch)  # ds transposed, for W_c's gradient
+            tensors = (nrm, h0.contiguous(), decay, rezero, mask, rms, ds, ds_cols, cs, hs)
             _compiled_forward_loop(kern, step_jh, step_c, *tensors)
-        for t in range(steps if kern is None else 0):
-            pre = torch.add(xproj[t], step_jh(h), out=nrm[t])
-            r = torch.mean(pre.square(), 1, keepdim=True, out=rms[t]).add_(_EPS).rsqrt_()
-            a = torch.clamp_min(pre.mul_(r), 0.0, out=acts[0][t])
-            for k in range(num_extra):
-                a = torch.addmm(extra[2 * k + 1], a, extra_t[k], out=acts[k + 1][t]).relu_()
-            d = torch.mul(a, mask[t], out=ds[t]) if mask is not None else a
-            c = cs[t]
-            c.copy_(step_c(d))
-            h = torch.addcmul(h * decay, rezero, c, out=hs[t])
+        else:
+            acts = [nrm.new_empty(steps, batch, middle) for _ in range(num_extra + 1)]
+            ds = nrm.new_empty(steps, batch, middle) if mask is not None else acts[-1]
+            ds_cols = None
+            tensors = (h0, decay, rezero, mask, nrm, rms, acts, ds, cs, hs)
+            _torch_forward_loop(step_jh, step_c, extra, *tensors)
         ctx.kern = kern
         ctx.num_extra = num_extra
         ctx.has_mask = mask is not None
         ctx.save_for_backward(
-            h0, weight_jh, weight_c, decay, rezero, mask, nrm, rms, ds, cs, hs, *acts, *extra
-        )
+            x_tm, h0, weight_in, weight_c, decay, rezero, mask, nrm, rms, ds, ds_cols, cs, hs,
+            *acts, *extra,
+        )  # fmt: skip
         return ds, hs
 
     @staticmethod
     def backward(ctx, grad_ds, grad_hs):
-        h0, weight_jh, weight_c, decay, rezero, mask, nrm, rms, ds, cs, hs, *rest = (
+        x_tm, h0, weight_in, weight_c, decay, rezero, mask, nrm, rms, ds, ds_cols, cs, hs, *rest = (
             ctx.saved_tensors
         )
-        num_extra = ctx.num_extra
-        acts, extra = rest[: num_extra + 1], rest[num_extra + 1 :]
         steps, batch, middle = nrm.shape
         width = h0.shape[1]
-        # Factors free of the incoming gradient, formed for the whole window at once: the ReLU
-        # derivative of each middle layer (the last one times the dropout mask), and Z folded
-        # into W_c so that dL/dd = dL/dd_out + dL/dh' (Z W_c) is one matmul per step.
-        relu = [(a > 0).to(nrm.dtype) for a in acts]
-        if ctx.has_mask:
-            relu[-1].mul_(mask)
+        m = x_tm.shape[1]
+        rows = steps * batch
+        weight_jx, weight_jh = weight_in[:, :m], weight_in[:, m:]
+        # Z folded into W_c, so that dL/dd = dL/dd_out + dL/dh' (Z W_c) is one matmul per step.
         weight_cz = weight_c * rezero[:, None]
         grad_h_all = torch.empty_like(hs)
         grad_pre = torch.empty_like(nrm)
-        grad_z = [torch.empty_like(nrm) for _ in range(num_extra)]
-        grad_h = torch.zeros_like(h0)
         step_cz = step_linear(weight_cz.t(), None, batch)
         step_jh = step_linear(weight_jh.t(), None, batch)
         if ctx.kern is not None:
-            grad_ds = grad_ds.contiguous()
-            views = [jit.view(t) for t in (grad_ds, relu[0], nrm, rms, grad_pre)]
-        for t in range(steps - 1, -1, -1):
-            grad_h = torch.add(grad_h, grad_hs[t], out=grad_h_all[t])
-            if ctx.kern is not None:
-                m = step_cz(grad_h)
-                ctx.kern.rru_norm_back(jit.view(m), *(v[t] for v in views))
-                grad_h = step_jh(grad_pre[t]).addcmul_(grad_h, decay)
-                continue
-            g = step_cz(grad_h).add_(grad_ds[t]).mul_(relu[-1][t])  # pre-ReLU
-            for k in range(num_extra - 1, -1, -1):
-                grad_z[k][t] = g
-                g = (g @ extra[2 * k]).mul_(relu[k][t])
-            n = nrm[t]
-            # RMS norm backward: r * (g - N * mean(g * N)).
-            proj = torch.mean(g * n, 1, keepdim=True)
-            g = torch.addcmul(g, n, proj, value=-1.0, out=grad_pre[t]).mul_(rms[t])
-            grad_h = step_jh(g).addcmul_(grad_h, decay)
-        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).reshape(-1, width)
-        flat_grad_h = grad_h_all.reshape(-1, width)
+            grad_pre_cols = nrm.new_empty(middle, rows)  # grad_pre transposed, for J's gradient
+            grad_h = _compiled_backward_loop(
+                ctx.kern, step_cz, step_jh, grad_ds, grad_hs, h0, decay, mask, nrm, rms,
+                grad_h_all, grad_pre, grad_pre_cols,
+            )  # fmt: skip
+            grads_extra = []
+        else:
+            grad_h, grads_extra = _torch_backward_loop(
+                ctx, step_cz, step_jh, grad_ds, grad_hs, h0, decay, mask, nrm, rms, rest,
+                grad_h_all, grad_pre,
+            )  # fmt: skip
+            grad_pre_cols = grad_pre.view(rows, middle).t().contiguous()
+            ds_cols = ds.view(rows, middle).t().contiguous()
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).view(rows, width)
+        inputs_cols = torch.cat([x_tm, h_prev], 1).t().contiguous()  # [x; h] transposed
+        flat_pre = grad_pre.view(rows, middle)
+        flat_grad_h = grad_h_all.view(rows, width)
         grad_c = flat_grad_h * rezero
-        flat_pre = grad_pre.reshape(-1, middle)
-        grads_extra = []
-        for k in range(num_extra):
-            flat_z = grad_z[k].reshape(-1, middle)
-            grads_extra += [window_matmul_tn(flat_z, acts[k].reshape(-1, middle)), flat_z.sum(0)]
+        grad_x = None
+        if ctx.needs_input_grad[2]:
+            grad_x = matmul_nt(flat_pre, weight_jx.t().contiguous())
         return (
             None,
-            grad_pre,
+            None,
+            grad_x,
+            matmul_nt(grad_pre_cols, inputs_cols),
+            flat_pre.sum(0),
             grad_h,
-            window_matmul_tn(flat_pre, h_prev),
-            window_matmul_tn(grad_c, ds.reshape(-1, middle)),
+            matmul_nt(grad_c.t().contiguous(), ds_cols),
             grad_c.sum(0),
             (flat_grad_h * h_prev).sum(0),
-            (flat_grad_h * cs.reshape(-1, width)).sum(0),
+            (flat_grad_h * cs.view(rows, width)).sum(0),
             None,
             *grads_extra,
         )
 
 
-def _compiled_forward_loop(
-    kern, step_jh, step_c, xproj, h0, decay, rezero, mask, nrm, rms, act, ds, cs, hs
+def _torch_forward_loop(
+    step_jh, step_c, extra, h0, decay, rezero, mask, nrm, rms, acts, ds, cs, hs
 ) -> None:
-    """The forward loop with the work around each step's two products compiled."""
-    steps = xproj.shape[0]
-    eps = jit.one(xproj) * _EPS
-    # Without dropout ds is acts[0]; a mask of ones keeps one kernel for both cases.
-    masks = jit.view(mask) if mask is not None else [jit.view(torch.ones_like(xproj[0]))] * steps
-    xp, nrm_np, rms_np, act_np, ds_np, cs_np, hs_np = (
-        jit.view(t) for t in (xproj, nrm, rms, act, ds, cs, hs)
-    )
+    """The forward loop in torch ops; ``nrm`` holds J_x x on entry and N on exit."""
+    extra_t = [w.t() for w in extra[0::2]]
+    h = h0
+    for t in range(nrm.shape[0]):
+        pre = nrm[t].add_(step_jh(h))
+        r = torch.mean(pre.square(), 1, keepdim=True, out=rms[t]).add_(_EPS).rsqrt_()
+        a = torch.clamp_min(pre.mul_(r), 0.0, out=acts[0][t])
+        for k in range(len(extra_t)):
+            a = torch.addmm(extra[2 * k + 1], a, extra_t[k], out=acts[k + 1][t]).relu_()
+        d = torch.mul(a, mask[t], out=ds[t]) if mask is not None else a
+        c = cs[t]
+        c.copy_(step_c(d))
+        h = torch.addcmul(h * decay, rezero, c, out=hs[t])
+
+
+def _torch_backward_loop(
+    ctx, step_cz, step_jh, grad_ds, grad_hs, h0, decay, mask, nrm, rms, rest, grad_h_all, grad_pre
+):
+    """The backward loop in torch ops; returns dL/dh0 and the extra layers' gradients."""
+    num_extra = ctx.num_extra
+    acts, extra = rest[: num_extra + 1], rest[num_extra + 1 :]
+    steps, _, middle = nrm.shape
+    # ReLU's derivative of each middle layer (the last one times the dropout mask).
+    relu = [(a > 0).to(nrm.dtype) for a in acts]
+    if mask is not None:
+        relu[-1].mul_(mask)
+    grad_z = [torch.empty_like(nrm) for _ in range(num_extra)]
+    grad_h = torch.zeros_like(h0)
+    for t in range(steps - 1, -1, -1):
+        grad_h = torch.add(grad_h, grad_hs[t], out=grad_h_all[t])
+        g = step_cz(grad_h).add_(grad_ds[t]).mul_(relu[-1][t])  # pre-ReLU
+        for k in range(num_extra - 1, -1, -1):
+            grad_z[k][t] = g
+            g = (g @ extra[2 * k]).mul_(relu[k][t])
+        n = nrm[t]
+        # RMS norm backward: r * (g - N * mean(g * N)).
+        proj = torch.mean(g * n, 1, keepdim=True)
+        g = torch.addcmul(g, n, proj, value=-1.0, out=grad_pre[t]).mul_(rms[t])
+        grad_h = step_jh(g).addcmul_(grad_h, decay)
+    grads_extra = []
+    for k in range(num_extra):
+        flat_z = grad_z[k].reshape(-1, middle)
+        grads_extra += [window_matmul_tn(flat_z, acts[k].reshape(-1, middle)), flat_z.sum(0)]
+    return grad_h, grads_extra
+
+
+def _compiled_forward_loop(
+    kern, step_jh, step_c, nrm, h0, decay, rezero, mask, rms, ds, ds_cols, cs, hs
+) -> None:
+    """The forward loop with the work around each step's two products compiled; ``nrm``
+    holds J_x x on entry and N on exit."""
+    steps, batch, _ = nrm.shape
+    eps = jit.one(nrm) * _EPS
+    # Without dropout a mask of ones keeps one kernel for both cases.
+    masks = jit.view(mask) if mask is not None else [jit.view(torch.ones_like(nrm[0]))] * steps
+    nrm_np, rms_np, ds_np, cs_np, hs_np = (jit.view(t) for t in (nrm, rms, ds, cs, hs))
+    ds_cols_np = jit.view(ds_cols)
     decay_np, rezero_np = jit.view(decay.contiguous()), jit.view(rezero.contiguous())
     h, h_np = h0, jit.view(h0)
     for t in range(steps):
         jh = step_jh(h)  # (B, M)
+        cols = ds_cols_np[:, t * batch : (t + 1) * batch]
         kern.rru_norm_step(
-            xp[t], jit.view(jh), nrm_np[t], rms_np[t], act_np[t], masks[t], ds_np[t], eps
+            nrm_np[t], jit.view(jh), nrm_np[t], rms_np[t], masks[t], ds_np[t], cols, eps
         )
         c = step_c(ds[t])  # (B, n)
         kern.rru_state_step(h_np, decay_np, rezero_np, jit.view(c), cs_np[t], hs_np[t])
         h, h_np = hs[t], hs_np[t]
+
+
+def _compiled_backward_loop(
+    kern, step_cz, step_jh, grad_ds, grad_hs, h0, decay, mask, nrm, rms, grad_h_all, grad_pre,
+    grad_pre_cols,
+):  # fmt: skip
+    """The backward loop with the RMS norm's backward compiled; returns dL/dh0."""
+    steps, batch, _ = nrm.shape
+    grad_ds = grad_ds.contiguous()
+    masks = jit.view(mask) if mask is not None else [jit.view(torch.ones_like(nrm[0]))] * steps
+    grad_ds_np, nrm_np, rms_np, grad_pre_np = (jit.view(t) for t in (grad_ds, nrm, rms, grad_pre))
+    cols_np = jit.view(grad_pre_cols)
+    grad_h = torch.zeros_like(h0)
+    for t in range(steps - 1, -1, -1):
+        grad_h = torch.add(grad_h, grad_hs[t], out=grad_h_all[t])
+        m = step_cz(grad_h)
+        cols = cols_np[:, t * batch : (t + 1) * batch]
+        kern.rru_norm_back(
+            jit.view(m), grad_ds_np[t], nrm_np[t], masks[t], rms_np[t], grad_pre_np[t], cols
+        )
+        grad_h = step_jh(grad_pre[t]).addcmul_(grad_h, decay)
+    return grad_h
 
 
 class RRULayer(RecurrentLayer):
@@ -243,21 +315,20 @@ class RRULayer(RecurrentLayer):
         batch, steps, _ = x.shape
         (h0,) = self.initial_state(batch, x) if state is None else state
         m = self.input_size
-        weight_jx, weight_jh = self.weight_in[:, :m], self.weight_in[:, m:]
         x_tm = x.transpose(0, 1).reshape(-1, m)  # (T B, m), time-major
-        xproj = linear(x_tm, weight_jx, self.bias_in).view(steps, batch, -1)
         mask = None
         if self.training and self.rru_dropout > 0:
-            mask = dropout_mask(xproj, 1.0 - self.rru_dropout)  # (T, B, M)
+            window = x.new_empty(steps, batch, self.middle_size)  # its shape, never its values
+            mask = dropout_mask(window, 1.0 - self.rru_dropout)  # (T, B, M)
         extra = [p for layer in self.extra for p in (layer.weight, layer.bias)]
-        weights = (weight_jh, self.weight_c, self.bias_c, self.s, self.z)
+        weights = (self.weight_in, self.bias_in, self.weight_c, self.bias_c, self.s, self.z)
         kern = jit.kernels("kernels") if not extra else None
-        if kern is not None and not jit.usable(xproj, h0, *weights):
+        if kern is not None and not jit.usable(x_tm, h0, *weights):
             kern = None
         self.last_path = "torch" if kern is None else "numba"
         ds, hs = _RRURecurrence.apply(
-            kern, xproj, h0, weight_jh, self.weight_c, self.bias_c, self.decay(), self.z, mask,
-            *extra,
+            kern, steps, x_tm, self.weight_in, self.bias_in, h0, self.weight_c, self.bias_c,
+            self.decay(), self.z, mask, *extra,
         )  # fmt: skip
         out = linear(ds.reshape(-1, self.middle_size), self.weight_o, self.bias_o)
         return out.view(steps, batch, -1).transpose(0, 1), (hs[-1],)

@@ -93,6 +93,16 @@ def window_matmul_tn(a: Tensor, b: Tensor) -> Tensor:
     return matmul_nt(a.t().contiguous(), b.t().contiguous())
 
 
+def linear_forward(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` for (rows, k) ``x``, outside autograd: on oneDNN where
+    :func:`linear` would be."""
+    parts = (x, weight) if bias is None else (x, weight, bias)
+    if not _onednn_window(*parts):
+        return torch.nn.functional.linear(x, weight, bias)
+    linear = torch.ops.mkldnn._linear_pointwise
+    return linear(x.contiguous(), weight.contiguous(), bias, "none", [], "")
+
+
 class _Linear(torch.autograd.Function):
     """``x @ weight.T + bias`` for (rows, k) ``x``, with both passes on oneDNN."""
 
@@ -100,7 +110,7 @@ class _Linear(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return linear_forward(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
