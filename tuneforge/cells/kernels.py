@@ -378,20 +378,11 @@ def _rru_norm_row(xp, jh, nrm, rms, mask, ds, eps):  # pragma: no cover - compil
 
 
 @njit(**_STEP)
-def _transpose_block(rows, columns):  # pragma: no cover - compiled
-    """``columns[j, b] = rows[b, j]``: one step's (B, k) block into its (k, B) column block."""
-    for j in range(rows.shape[1]):
-        for b in range(rows.shape[0]):
-            columns[j, b] = rows[b, j]
-
-
-@njit(**_STEP)
-def rru_norm_step(xp, jh, nrm, rms, mask, ds, ds_t, eps):  # pragma: no cover - compiled
+def rru_norm_step(xp, jh, nrm, rms, mask, ds, eps):  # pragma: no cover - compiled
     """v = xp + jh; N = v / sqrt(mean(v^2) + eps) into ``nrm`` (which may be ``xp``), the
-    factor into ``rms`` (B, 1); ReLU(N) times ``mask`` into ``ds`` and, transposed, ``ds_t``."""
+    factor into ``rms`` (B, 1); ReLU(N) times ``mask`` into ``ds``."""
     for b in range(xp.shape[0]):
         _rru_norm_row(xp[b], jh[b], nrm[b], rms[b], mask[b], ds[b], eps)
-    _transpose_block(ds, ds_t)
 
 
 @njit(**_STEP)
@@ -406,9 +397,9 @@ def rru_state_step(h, decay, rezero, c, c_out, h_out):  # pragma: no cover - com
 
 
 @njit(**_STEP)
-def rru_norm_back(m, grad_ds, nrm, mask, rms, grad_pre, grad_pre_t):  # pragma: no cover
+def rru_norm_back(m, grad_ds, nrm, mask, rms, grad_pre):  # pragma: no cover - compiled
     """g = (m + grad_ds) mask where N > 0 (else 0); through the RMS norm, (g - N mean(g N)) r
-    into ``grad_pre`` and, transposed, ``grad_pre_t``."""
+    into ``grad_pre``."""
     width = nrm.shape[1]
     for b in range(nrm.shape[0]):
         mb, gdb, kb, nb, gpb = m[b], grad_ds[b], mask[b], nrm[b], grad_pre[b]
@@ -422,7 +413,6 @@ def rru_norm_back(m, grad_ds, nrm, mask, rms, grad_pre, grad_pre_t):  # pragma: 
         r = rms[b, 0]
         for j in range(width):
             gpb[j] = (gpb[j] - nb[j] * proj) * r
-    _transpose_block(grad_pre, grad_pre_t)
 
 
 # The LSTM step of the Mogrifier (see :mod:`.mogrifier`) after its product: one call forward,
@@ -478,14 +468,11 @@ def _lstm_cell_back_row(st, tct, c_prev, grad_h, grad_c, grad_pre, one):  # prag
 
 
 @njit(**_STEP)
-def lstm_cell_step_back(
-    acts, tcs, c_prev, grad_h, grad_c, grad_pre, grad_pre_t, one
-):  # pragma: no cover - compiled
-    """Backward of :func:`lstm_cell_step`: dL/dpre into ``grad_pre`` and, transposed,
-    ``grad_pre_t`` (4n, B); ``grad_c`` (dL/dc') is updated in place to dL/dc."""
+def lstm_cell_step_back(acts, tcs, c_prev, grad_h, grad_c, grad_pre, one):  # pragma: no cover
+    """Backward of :func:`lstm_cell_step`: dL/dpre into ``grad_pre``; ``grad_c`` (dL/dc') is
+    updated in place to dL/dc."""
     for b in range(acts.shape[0]):
         _lstm_cell_back_row(acts[b], tcs[b], c_prev[b], grad_h[b], grad_c[b], grad_pre[b], one)
-    _transpose_block(grad_pre, grad_pre_t)
 
 
 # The mutual gating rounds of the Mogrifier (see :mod:`.mogrifier`), one step per call, with

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from tuneforge.cells import jit
 from tuneforge.cells.base import LayerState, RecurrentLayer
-from tuneforge.cells.step_matmul import matmul_nt, step_linear, window_matmul_tn
+from tuneforge.cells.step_matmul import step_linear, window_matmul_tn
 from tuneforge.errors import ConfigError
 
 
@@ -149,9 +149,6 @@ class _MogrifierRecurrence(torch.autograd.Function):
         if ctx.kern is not None:
             grad_c = grad_c.contiguous()
             views = [jit.view(t) for t in (acts, tanh_cs, c_prev, grad_acts)]
-            # grad_acts transposed as the kernel writes it, for the weight's gradient.
-            grad_acts_cols = acts.new_empty(4 * n, steps * batch)
-            grad_acts_cols_np = jit.view(grad_acts_cols)
             grad_c_np, one = jit.view(grad_c), jit.one(hs)
             grad_h_np = jit.view(grad_h)
             gates2_np, outs_np, grad_pre_np = _views(gates2), _views(outs), _views(grad_pre)
@@ -167,9 +164,8 @@ class _MogrifierRecurrence(torch.autograd.Function):
                 # updated in place.
                 grad_h.add_(grad_hs[t])
                 acts_t, tcs_t, c_prev_t, grad_acts_t = (v[t] for v in views)
-                cols = grad_acts_cols_np[:, t * batch : (t + 1) * batch]
                 ctx.kern.lstm_cell_step_back(
-                    acts_t, tcs_t, c_prev_t, grad_h_np, grad_c_np, grad_acts_t, cols, one
+                    acts_t, tcs_t, c_prev_t, grad_h_np, grad_c_np, grad_acts_t, one
                 )
                 grad_xh = step_back(grad_acts[t])  # (B, m + n)
                 ctx.kern.mogrify_step_back(
@@ -181,9 +177,8 @@ class _MogrifierRecurrence(torch.autograd.Function):
             if ctx.kern is not None:
                 # grad_c is updated in place to dL/dc of the previous step.
                 acts_t, tcs_t, c_prev_t, grad_acts_t = (v[t] for v in views)
-                cols = grad_acts_cols_np[:, t * batch : (t + 1) * batch]
                 ctx.kern.lstm_cell_step_back(
-                    acts_t, tcs_t, c_prev_t, jit.view(grad_h), grad_c_np, grad_acts_t, cols, one
+                    acts_t, tcs_t, c_prev_t, jit.view(grad_h), grad_c_np, grad_acts_t, one
                 )
             else:
                 grad_c = grad_c.addcmul_(grad_h, factor_c[t])
@@ -207,9 +202,7 @@ class _MogrifierRecurrence(torch.autograd.Function):
             grad_h = grad_h.clone()  # the buffer the kernel wrote into is returned as a gradient
         rows = steps * batch
         flat_acts = grad_acts.view(rows, 4 * n)
-        if ctx.kern is None:
-            grad_acts_cols = flat_acts.t().contiguous()
-        grad_weight = matmul_nt(grad_acts_cols, xh.view(rows, m + n).t().contiguous())
+        grad_weight = window_matmul_tn(flat_acts, xh.view(rows, m + n))
         grad_mats = []
         for k in range(rounds):
             # Round k's gate reads the other vector as the previous round left it.

@@ -69,27 +69,25 @@ class _RRURecurrence(torch.autograd.Function):
         if kern is not None:
             acts = []  # backward reads ReLU's derivative off nrm
             ds = nrm.new_empty(steps, batch, middle)
-            ds_cols = nrm.new_empty(middle, steps * batch)  # ds transposed, for W_c's gradient
-            tensors = (nrm, h0.contiguous(), decay, rezero, mask, rms, ds, ds_cols, cs, hs)
+            tensors = (nrm, h0.contiguous(), decay, rezero, mask, rms, ds, cs, hs)
             _compiled_forward_loop(kern, step_jh, step_c, *tensors)
         else:
             acts = [nrm.new_empty(steps, batch, middle) for _ in range(num_extra + 1)]
             ds = nrm.new_empty(steps, batch, middle) if mask is not None else acts[-1]
-            ds_cols = None
             tensors = (h0, decay, rezero, mask, nrm, rms, acts, ds, cs, hs)
             _torch_forward_loop(step_jh, step_c, extra, *tensors)
         ctx.kern = kern
         ctx.num_extra = num_extra
         ctx.has_mask = mask is not None
         ctx.save_for_backward(
-            x_tm, h0, weight_in, weight_c, decay, rezero, mask, nrm, rms, ds, ds_cols, cs, hs,
-            *acts, *extra,
+            x_tm, h0, weight_in, weight_c, decay, rezero, mask, nrm, rms, ds, cs, hs, *acts,
+            *extra,
         )  # fmt: skip
         return ds, hs
 
     @staticmethod
     def backward(ctx, grad_ds, grad_hs):
-        x_tm, h0, weight_in, weight_c, decay, rezero, mask, nrm, rms, ds, ds_cols, cs, hs, *rest = (
+        x_tm, h0, weight_in, weight_c, decay, rezero, mask, nrm, rms, ds, cs, hs, *rest = (
             ctx.saved_tensors
         )
         steps, batch, middle = nrm.shape
@@ -104,10 +102,9 @@ class _RRURecurrence(torch.autograd.Function):
         step_cz = step_linear(weight_cz.t(), None, batch)
         step_jh = step_linear(weight_jh.t(), None, batch)
         if ctx.kern is not None:
-            grad_pre_cols = nrm.new_empty(middle, rows)  # grad_pre transposed, for J's gradient
             grad_h = _compiled_backward_loop(
                 ctx.kern, step_cz, step_jh, grad_ds, grad_hs, h0, decay, mask, nrm, rms,
-                grad_h_all, grad_pre, grad_pre_cols,
+                grad_h_all, grad_pre,
             )  # fmt: skip
             grads_extra = []
         else:
@@ -115,10 +112,7 @@ class _RRURecurrence(torch.autograd.Function):
                 ctx, step_cz, step_jh, grad_ds, grad_hs, h0, decay, mask, nrm, rms, rest,
                 grad_h_all, grad_pre,
             )  # fmt: skip
-            grad_pre_cols = grad_pre.view(rows, middle).t().contiguous()
-            ds_cols = ds.view(rows, middle).t().contiguous()
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]]).view(rows, width)
-        inputs_cols = torch.cat([x_tm, h_prev], 1).t().contiguous()  # [x; h] transposed
         flat_pre = grad_pre.view(rows, middle)
         flat_grad_h = grad_h_all.view(rows, width)
         grad_c = flat_grad_h * rezero
@@ -129,10 +123,10 @@ class _RRURecurrence(torch.autograd.Function):
             None,
             None,
             grad_x,
-            matmul_nt(grad_pre_cols, inputs_cols),
+            window_matmul_tn(flat_pre, torch.cat([x_tm, h_prev], 1)),  # J's, over [x; h]
             flat_pre.sum(0),
             grad_h,
-            matmul_nt(grad_c.t().contiguous(), ds_cols),
+            window_matmul_tn(grad_c, ds.view(rows, middle)),
             grad_c.sum(0),
             (flat_grad_h * h_prev).sum(0),
             (flat_grad_h * cs.view(rows, width)).sum(0),
@@ -190,9 +184,7 @@ def _torch_backward_loop(
     return grad_h, grads_extra
 
 
-def _compiled_forward_loop(
-    kern, step_jh, step_c, nrm, h0, decay, rezero, mask, rms, ds, ds_cols, cs, hs
-) -> None:
+def _compiled_forward_loop(kern, step_jh, step_c, nrm, h0, decay, rezero, mask, rms, ds, cs, hs):
     """The forward loop with the work around each step's two products compiled; ``nrm``
     holds J_x x on entry and N on exit."""
     steps, batch, _ = nrm.shape
@@ -200,37 +192,30 @@ def _compiled_forward_loop(
     # Without dropout a mask of ones keeps one kernel for both cases.
     masks = jit.view(mask) if mask is not None else [jit.view(torch.ones_like(nrm[0]))] * steps
     nrm_np, rms_np, ds_np, cs_np, hs_np = (jit.view(t) for t in (nrm, rms, ds, cs, hs))
-    ds_cols_np = jit.view(ds_cols)
     decay_np, rezero_np = jit.view(decay.contiguous()), jit.view(rezero.contiguous())
     h, h_np = h0, jit.view(h0)
     for t in range(steps):
         jh = step_jh(h)  # (B, M)
-        cols = ds_cols_np[:, t * batch : (t + 1) * batch]
-        kern.rru_norm_step(
-            nrm_np[t], jit.view(jh), nrm_np[t], rms_np[t], masks[t], ds_np[t], cols, eps
-        )
+        kern.rru_norm_step(nrm_np[t], jit.view(jh), nrm_np[t], rms_np[t], masks[t], ds_np[t], eps)
         c = step_c(ds[t])  # (B, n)
         kern.rru_state_step(h_np, decay_np, rezero_np, jit.view(c), cs_np[t], hs_np[t])
         h, h_np = hs[t], hs_np[t]
 
 
 def _compiled_backward_loop(
-    kern, step_cz, step_jh, grad_ds, grad_hs, h0, decay, mask, nrm, rms, grad_h_all, grad_pre,
-    grad_pre_cols,
-):  # fmt: skip
+    kern, step_cz, step_jh, grad_ds, grad_hs, h0, decay, mask, nrm, rms, grad_h_all, grad_pre
+):
     """The backward loop with the RMS norm's backward compiled; returns dL/dh0."""
     steps, batch, _ = nrm.shape
     grad_ds = grad_ds.contiguous()
     masks = jit.view(mask) if mask is not None else [jit.view(torch.ones_like(nrm[0]))] * steps
     grad_ds_np, nrm_np, rms_np, grad_pre_np = (jit.view(t) for t in (grad_ds, nrm, rms, grad_pre))
-    cols_np = jit.view(grad_pre_cols)
     grad_h = torch.zeros_like(h0)
     for t in range(steps - 1, -1, -1):
         grad_h = torch.add(grad_h, grad_hs[t], out=grad_h_all[t])
         m = step_cz(grad_h)
-        cols = cols_np[:, t * batch : (t + 1) * batch]
         kern.rru_norm_back(
-            jit.view(m), grad_ds_np[t], nrm_np[t], masks[t], rms_np[t], grad_pre_np[t], cols
+            jit.view(m), grad_ds_np[t], nrm_np[t], masks[t], rms_np[t], grad_pre_np[t]
         )
         grad_h = step_jh(grad_pre[t]).addcmul_(grad_h, decay)
     return grad_h
