@@ -480,7 +480,8 @@ def lstm_cell_step_back(acts, tcs, c_prev, grad_h, grad_c, grad_pre, one):  # pr
 # torch ops per round. Round k's matrix is low-rank, ``up[k] @ down[k]``, and is applied as two
 # thin products (``rank (m + n)`` multiply-adds per row instead of ``m n``; half the time at
 # the default rank, measured). ``gates2[k]`` and ``outs[k]`` are (T, B, size) windows of
-# 2 sigmoid(.) and the round's output; ``tmp_r`` is (B, rank) scratch.
+# 2 sigmoid(.) and the round's output; ``thin[k]`` and ``grad_thin[k]`` (T, B, rank) keep the
+# middle of each round's two products, forward and backward, for the factors' gradients.
 
 
 @njit(**_STEP)
@@ -495,16 +496,17 @@ def _mogrify_gate(g, src, out, two):  # pragma: no cover - compiled
 
 @njit(**_STEP)
 def mogrify_step(
-    t, xs, h, downs_t, ups_t, tmp_r, gates2, outs, xh, one
+    t, xs, h, downs_t, ups_t, thin, gates2, outs, xh, one
 ):  # pragma: no cover - compiled
     """The rounds of step ``t``: from x = xs[t] and the state ``h`` (B, n), round k gates x by
     h (k even) or h by x (k odd); the last x and h go into ``xh[t]`` (B, m + n).
-    ``downs_t[k]`` and ``ups_t[k]`` are round k's factors transposed."""
+    ``downs_t[k]`` and ``ups_t[k]`` are round k's factors transposed; ``thin[k][t]`` (B, rank)
+    receives the round's first thin product (the gating vector times ``down^T``)."""
     two = one + one
     x = xs[t]
     hh = h
     for k in range(len(downs_t)):
-        g, o = gates2[k][t], outs[k][t]
+        g, o, tmp_r = gates2[k][t], outs[k][t], thin[k][t]
         if k % 2 == 0:
             np.dot(hh, downs_t[k], tmp_r)
             np.dot(tmp_r, ups_t[k], g)
@@ -549,14 +551,15 @@ def mogrify_step_back(
     gates2,
     outs,
     grad_pre,
-    tmp_r,
+    grad_thin,
     tmp_x,
     tmp_h,
     one,
 ):  # pragma: no cover - compiled
     """Backward of :func:`mogrify_step`: ``grad_xh`` (B, m + n) is dL/dxh[t]; dL/dxs[t] goes
     into ``grad_xs[t]``, dL/dh (of the state the step read) into ``grad_h``, each round's
-    dL/dz into ``grad_pre[k][t]``. ``tmp_x`` (B, m) and ``tmp_h`` (B, n) are scratch."""
+    dL/dz into ``grad_pre[k][t]`` and dL/dz up into ``grad_thin[k][t]`` (B, rank). ``tmp_x``
+    (B, m) and ``tmp_h`` (B, n) are scratch."""
     half = one / (one + one)
     grad_x = grad_xs[t]
     m = grad_x.shape[1]
@@ -567,7 +570,7 @@ def mogrify_step_back(
         for j in range(gh.shape[0]):
             gh[j] = src[m + j]
     for k in range(len(ups) - 1, -1, -1):
-        g, gp = gates2[k][t], grad_pre[k][t]
+        g, gp, tmp_r = gates2[k][t], grad_pre[k][t], grad_thin[k][t]
         if k >= 2:
             before = outs[k - 2][t]
         elif k == 0:

@@ -6,8 +6,8 @@ Rounds ``k = 1..r`` run before every step: odd rounds ``x <- 2 sigmoid(Q_k h) * 
 forget bias ``forget_bias``) reads the mogrified ``x`` and ``h``. With ``rounds = 0`` it is
 exactly an LSTM.
 
-Speed: the low-rank factors are multiplied into full matrices once per window (one matmul per
-round and step instead of two), the LSTM step's product runs on oneDNN
+Speed: on the torch path the low-rank factors are multiplied into full matrices once per
+window (one matmul per round and step instead of two); the LSTM step's product runs on oneDNN
 (:mod:`tuneforge.cells.step_matmul`), and the whole window runs in a hand-written autograd
 function: the forward loop keeps the gate values backward needs, the backward loop computes
 only data gradients per step, and every weight gradient is one large matmul over all steps.
@@ -15,8 +15,10 @@ Where numba runs (:mod:`tuneforge.cells.jit`), each step is two compiled calls a
 step's product, forward and backward: all the rounds in one (each round's low-rank matrix
 applied as its two thin factors, ``rank (m + n)`` multiply-adds per row instead of ``m n``,
 through numpy's BLAS on one thread; then its gate and gating), the LSTM step's element-wise
-work in the other, instead of about thirty torch ops. The torch code, which applies the full
-products, stays as the exact fallback.
+work in the other, instead of about thirty torch ops. The kernels keep each round's thin
+(T, B, rank) products, so that the factors' gradients are two thin window products each, half
+the multiply-adds of the full matrix's. The torch code, which applies the full products, stays
+as the exact fallback.
 """
 
 from __future__ import annotations
@@ -39,13 +41,18 @@ class _MogrifierRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, kern, factors, xs, h0, c0, weight, bias, *mats):
+    def forward(ctx, kern, xs, h0, c0, weight, bias, *factors):
         # kern: the compiled kernels module, or None for torch ops only; factors: the rounds'
-        # (up, down) pairs, detached (their gradients come through mats), for the kernels.
+        # factors, up_1, down_1, up_2, down_2, ...
         ctx.kern = kern
         steps, batch, m = xs.shape
         n = h0.shape[1]
-        rounds = len(mats)
+        ups, downs = factors[0::2], factors[1::2]
+        rounds = len(ups)
+        # The torch path applies each round's full matrix; the kernels its two factors, keeping
+        # each step's thin product (T, B, rank) for the factors' gradients.
+        mats = [up @ down for up, down in zip(ups, downs, strict=True)] if kern is None else []
+        thin = [xs.new_empty(steps, batch, up.shape[1]) for up in ups] if kern is not None else []
         xh = xs.new_empty(steps, batch, m + n)  # the mogrified [x; h] each LSTM step reads
         last_x = max((k for k in range(rounds) if k % 2 == 0), default=None)
         last_h = max((k for k in range(rounds) if k % 2 == 1), default=None)
@@ -75,16 +82,16 @@ class _MogrifierRecurrence(torch.autograd.Function):
             if rounds:
                 gates2_np, outs_np = _views(gates2), _views(outs)
                 xs_np, xh_np, h_np = jit.view(xs), jit.view(xh), jit.view(h0.contiguous())
-                ups_t = _views(up.t().contiguous() for up, _ in factors)
-                downs_t = _views(down.t().contiguous() for _, down in factors)
-                tmp_r = jit.view(xs.new_empty(batch, factors[0][0].shape[1]))
+                ups_t = _views(up.t().contiguous() for up in ups)
+                downs_t = _views(down.t().contiguous() for down in downs)
+                thin_np = _views(thin)
                 one = jit.one(xs)
         for t in range(steps):
             if kern is not None:
                 # The rounds, then the LSTM step: two compiled calls around one product.
                 if rounds:
                     kern.mogrify_step(
-                        t, xs_np, h_np, downs_t, ups_t, tmp_r, gates2_np, outs_np, xh_np, one
+                        t, xs_np, h_np, downs_t, ups_t, thin_np, gates2_np, outs_np, xh_np, one
                     )
                 else:
                     xh[t, :, :m], xh[t, :, m:] = xs[t], h
@@ -114,15 +121,19 @@ class _MogrifierRecurrence(torch.autograd.Function):
             c = torch.addcmul(f * c, i, g, out=cs[t])
             h = torch.mul(o, torch.tanh(c, out=tanh_cs[t]), out=hs[t])
         ctx.rounds = rounds
-        ctx.factors = factors
-        ctx.save_for_backward(xs, h0, c0, weight, xh, acts, cs, tanh_cs, hs, *mats, *outs, *gates2)
+        ctx.save_for_backward(
+            xs, h0, c0, weight, xh, acts, cs, tanh_cs, hs, *factors, *outs, *gates2, *mats, *thin
+        )
         return hs, cs[-1]
 
     @staticmethod
     def backward(ctx, grad_hs, grad_c_last):
         xs, h0, c0, weight, xh, acts, cs, tanh_cs, hs, *rest = ctx.saved_tensors
         rounds = ctx.rounds
-        mats, outs, gates2 = rest[:rounds], rest[rounds : 2 * rounds], rest[2 * rounds :]
+        factors, rest = rest[: 2 * rounds], rest[2 * rounds :]
+        ups, downs = factors[0::2], factors[1::2]
+        outs, gates2, rest = rest[:rounds], rest[rounds : 2 * rounds], rest[2 * rounds :]
+        mats, thin = (rest, []) if ctx.kern is None else ([], rest)
         steps, batch, m = xs.shape
         n = h0.shape[1]
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
@@ -152,9 +163,10 @@ class _MogrifierRecurrence(torch.autograd.Function):
             grad_c_np, one = jit.view(grad_c), jit.one(hs)
             grad_h_np = jit.view(grad_h)
             gates2_np, outs_np, grad_pre_np = _views(gates2), _views(outs), _views(grad_pre)
-            ups = _views(up.contiguous() for up, _ in ctx.factors)
-            downs = _views(down.contiguous() for _, down in ctx.factors)
-            tmp_r = jit.view(xs.new_empty(batch, ctx.factors[0][0].shape[1])) if rounds else None
+            ups_np = _views(up.contiguous() for up in ups)
+            downs_np = _views(down.contiguous() for down in downs)
+            grad_thin = [torch.empty_like(r) for r in thin]  # dL/d(thin product), per round
+            grad_thin_np = _views(grad_thin)
             xs_np, grad_xs_np, h_prev_np = jit.view(xs), jit.view(grad_xs), jit.view(h_prev)
             tmp_x, tmp_h = xs.new_empty(batch, m), h0.new_empty(batch, n)
             tmp_np = (jit.view(tmp_x), jit.view(tmp_h))
@@ -169,8 +181,8 @@ class _MogrifierRecurrence(torch.autograd.Function):
                 )
                 grad_xh = step_back(grad_acts[t])  # (B, m + n)
                 ctx.kern.mogrify_step_back(
-                    t, jit.view(grad_xh), grad_xs_np, grad_h_np, xs_np, h_prev_np[t], ups, downs,
-                    gates2_np, outs_np, grad_pre_np, tmp_r, *tmp_np, one,
+                    t, jit.view(grad_xh), grad_xs_np, grad_h_np, xs_np, h_prev_np[t], ups_np,
+                    downs_np, gates2_np, outs_np, grad_pre_np, grad_thin_np, *tmp_np, one,
                 )  # fmt: skip
                 continue
             grad_h = grad_h + grad_hs[t]
@@ -203,12 +215,24 @@ class _MogrifierRecurrence(torch.autograd.Function):
         rows = steps * batch
         flat_acts = grad_acts.view(rows, 4 * n)
         grad_weight = window_matmul_tn(flat_acts, xh.view(rows, m + n))
-        grad_mats = []
+        grad_factors = []
         for k in range(rounds):
-            # Round k's gate reads the other vector as the previous round left it.
-            source = outs[k - 1] if k >= 1 else h_prev
-            grad_mats.append(window_matmul_tn(grad_pre[k].view(rows, -1), source.reshape(rows, -1)))
-        return (None, None, grad_xs, grad_h, grad_c, grad_weight, flat_acts.sum(0), *grad_mats)
+            # Round k's gate reads the other vector as the previous round left it:
+            # z = source Q^T with Q = up down.
+            source = (outs[k - 1] if k >= 1 else h_prev).reshape(rows, -1)
+            grad_z = grad_pre[k].view(rows, -1)
+            if ctx.kern is None:
+                grad_mat = window_matmul_tn(grad_z, source)  # (size, other)
+                grad_factors += [grad_mat @ downs[k].t(), ups[k].t() @ grad_mat]
+            else:
+                # From the thin products both loops kept: source down^T forward, grad_z up
+                # backward; half the multiply-adds of the full matrix's gradient.
+                rank = ups[k].shape[1]
+                grad_factors += [
+                    window_matmul_tn(grad_z, thin[k].view(rows, rank)),
+                    window_matmul_tn(grad_thin[k].view(rows, rank), source),
+                ]
+        return (None, grad_xs, grad_h, grad_c, grad_weight, flat_acts.sum(0), *grad_factors)
 
 
 def _views(tensors) -> tuple:
@@ -277,16 +301,12 @@ class MogrifierLayer(RecurrentLayer):
         """Run over ``x`` (B, T, m) from ``state`` (h, c)."""
         batch = x.shape[0]
         h0, c0 = self.initial_state(batch, x) if state is None else state
-        mats = [up @ down for up, down in zip(self.mog_up, self.mog_down, strict=True)]
         xs = x.transpose(0, 1).contiguous()  # (T, B, m)
         weight = torch.cat([self.weight_ih, self.weight_hh], 1)  # (4n, m + n)
         kern = jit.kernels("kernels")
         if kern is not None and not jit.usable(xs, h0, c0, weight, self.bias):
             kern = None
         self.last_path = "torch" if kern is None else "numba"
-        factors = tuple(
-            (up.detach(), down.detach())
-            for up, down in zip(self.mog_up, self.mog_down, strict=True)
-        )
-        hs, c_last = _MogrifierRecurrence.apply(kern, factors, xs, h0, c0, weight, self.bias, *mats)
+        factors = [p for pair in zip(self.mog_up, self.mog_down, strict=True) for p in pair]
+        hs, c_last = _MogrifierRecurrence.apply(kern, xs, h0, c0, weight, self.bias, *factors)
         return hs.transpose(0, 1), (hs[-1], c_last)
