@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tuneforge.cells import jit
-from tuneforge.cells.dropout_mask import dropout_mask, hash_bits, keep_threshold
+from tuneforge.cells.dropout_mask import Dropout, dropout, dropout_mask, hash_bits, keep_threshold
 
 
 def _both_paths(like, keep, monkeypatch, seed=7):
@@ -76,3 +76,104 @@ def test_neighbouring_elements_are_uncorrelated():
     corr = (a * b).mean() / (a.square().mean() * b.square().mean()).sqrt()
     assert abs(corr.item()) < 0.01
     assert abs(bits.mean().item() / (1 << 24) - 0.5) < 0.002
+
+
+def _dropout_both_paths(x, p, monkeypatch, seed=11):
+    """Outputs and input gradients of ``dropout`` on the compiled and the torch path."""
+    results = []
+    for disabled in (False, True):
+        if disabled:
+            monkeypatch.setenv(jit.DISABLE_ENV, "1")
+        leaf = x.detach().clone().requires_grad_()
+        torch.manual_seed(seed)
+        out = dropout(leaf, p)
+        weights = torch.arange(1, out.numel() + 1, dtype=out.dtype).view(out.shape)
+        (out * weights).sum().backward()
+        results.append((out.detach(), leaf.grad))
+    monkeypatch.delenv(jit.DISABLE_ENV)
+    return results
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced"])
+def test_dropout_is_the_same_on_both_paths(dtype, layout, monkeypatch):
+    base = torch.randn(6, 40, 9, dtype=dtype)
+    x = {"contiguous": base, "transposed": base.transpose(0, 1), "sliced": base[:, ::2]}[layout]
+    (compiled, grad_c), (fallback, grad_f) = _dropout_both_paths(x, 0.3, monkeypatch)
+    assert torch.equal(compiled, fallback)
+    assert torch.equal(grad_c, grad_f)
+    kept = compiled != 0
+    assert 0.55 < kept.double().mean().item() < 0.85  # keep 0.7 of 1,080 or 2,160 elements
+    scale = torch.tensor(1.0, dtype=dtype).div_(0.7)
+    assert torch.equal(compiled[kept], x[kept] * scale)
+    assert torch.equal(grad_c != 0, kept)  # the backward masks where the forward did
+    assert compiled.stride() == x.contiguous().stride() or layout == "transposed"
+    if layout == "transposed":
+        assert compiled.stride() == x.stride()  # masked where it lies, no copy
+
+
+@pytest.mark.parametrize("disabled", [False, True])
+def test_dropout_gradcheck_in_double(disabled, monkeypatch):
+    if disabled:
+        monkeypatch.setenv(jit.DISABLE_ENV, "1")
+    x = torch.randn(4, 5, 3, dtype=torch.float64).transpose(0, 2).requires_grad_()
+
+    def seeded(t):
+        torch.manual_seed(2)
+        return dropout(t, 0.4)
+
+    assert torch.autograd.gradcheck(seeded, (x,))
+
+
+def test_dropout_layer_runs_the_compiled_kernel_and_says_so(monkeypatch):
+    kern = jit.kernels("kernels")
+    calls = []
+    original = kern.dropout_apply
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return original(*args)
+
+    monkeypatch.setattr(kern, "dropout_apply", spy)
+    layer = Dropout(0.5)
+    x = torch.randn(3, 4, requires_grad=True)
+    layer(x).sum().backward()
+    assert calls == [(12,), (12,)]  # forward, and backward from the same seed
+    assert layer.last_path == "numba"
+    monkeypatch.setenv(jit.DISABLE_ENV, "1")
+    layer(x).sum().backward()
+    assert len(calls) == 2 and layer.last_path == "torch"
+
+
+def test_dropout_layer_is_the_identity_when_evaluating_or_at_zero():
+    x = torch.randn(5, 6)
+    layer = Dropout(0.5).eval()
+    assert layer(x) is x
+    assert Dropout(0.0)(x) is x
+    with pytest.raises(ValueError, match="in \\[0, 1\\)"):
+        Dropout(1.0)
+
+
+def test_dropout_follows_torch_seed():
+    x = torch.ones(64, 64)
+    torch.manual_seed(4)
+    first, second = dropout(x, 0.5), dropout(x, 0.5)
+    torch.manual_seed(4)
+    assert torch.equal(dropout(x, 0.5), first)
+    assert not torch.equal(first, second)
+
+
+def test_models_drop_out_with_the_hashed_layer():
+    from tuneforge.cli.model_options import model_config_from_options
+    from tuneforge.models import build_model
+    from tuneforge.models.frames import FrameBatch
+
+    config = model_config_from_options("biaxial", {"hidden_size": 8, "note_hidden_size": 6}, None)
+    model = build_model(config, seed=0).train()
+    layers = [m for m in model.modules() if isinstance(m, Dropout)]
+    assert len(layers) == 4  # time stack, before the note axis, note stack, before its output
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    frames = (torch.rand(2, 9, 88) < 0.1).float()
+    log_lik, _ = model(FrameBatch.from_frames(frames))
+    log_lik.play.sum().backward()
+    assert all(m.last_path == "numba" for m in layers)

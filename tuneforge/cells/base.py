@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tuneforge.cells.dropout_mask import Dropout
 from tuneforge.cells.registry import CELLS, cell_options, resolve_cell
 from tuneforge.errors import ConfigError
 
@@ -51,7 +52,7 @@ class RecurrentStack(nn.Module):
     def __init__(self, layers: list[RecurrentLayer], dropout: float = 0.0) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.input_size = layers[0].input_size
         self.hidden_size = layers[-1].hidden_size
         self.output_size = layers[-1].output_size

@@ -12,12 +12,17 @@ in 0.3 ms where ``torch.rand`` and a comparison took 7 ms (one thread, measured)
 version computes the same hash exactly in int64 arithmetic, each product of two 32-bit values
 split in 16-bit halves so that nothing overflows; it runs on any device, at about 27 ms for that
 window on the CPU.
+
+:class:`Dropout` is the models' dropout layer on these masks. Its compiled path keeps nothing
+for the backward pass but the seed: the backward draws the same mask again, in the same pass
+that applies it (:func:`tuneforge.cells.kernels.dropout_apply`), where ``nn.Dropout`` drew its
+mask with ``torch.bernoulli_`` (about 11 ns an element here) and kept it for the backward.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from tuneforge.cells import jit
 
@@ -44,6 +49,117 @@ def dropout_mask(like: Tensor, keep: float) -> Tensor:
         return out
     bits = hash_bits(like.numel(), seed, like.device) >> (32 - _BITS)
     return torch.where(bits < threshold, scale, 0.0).to(like.dtype).view(like.shape)
+
+
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """``x`` with each element zeroed with probability ``p`` and the rest scaled by
+    ``1 / (1 - p)``, on the hashed masks; ``x`` itself when not training or ``p == 0``."""
+    if not training or p == 0.0:
+        return x
+    keep = 1.0 - p
+    seed = int(torch.randint(0, 1 << 32, (1,)).item())
+    return _HashedDropout.apply(x, seed, keep_threshold(keep), keep)
+
+
+class Dropout(nn.Module):
+    """Dropout on hashed masks, a drop-in for ``nn.Dropout`` (the same ``p``, the same role of
+    ``train()`` and ``eval()``, no parameters or buffers).
+
+    ``last_path`` says which path the last training call took: ``"numba"`` (the compiled
+    kernel, forward and backward) or ``"torch"`` (the same masks from torch operations).
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        self.p = p
+        self.last_path: str | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(any shape) -> the same shape."""
+        if self.training and self.p > 0.0:
+            self.last_path = "numba" if _compiled(x) is not None else "torch"
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def _compiled(x: Tensor):
+    return jit.kernels("kernels") if jit.usable(x) else None
+
+
+class _HashedDropout(torch.autograd.Function):
+    """x -> x * mask(seed); the backward multiplies by the same mask.
+
+    Element ``i`` of the mask is element ``i`` of ``x`` in memory order (``x``'s dimensions
+    sorted by stride), so a transposed input is masked where it lies, with no copy; the output
+    and the gradient keep ``x``'s layout.
+    """
+
+    @staticmethod
+    def forward(ctx, x, seed, threshold, keep):
+        scale = torch.ones((), dtype=x.dtype, device=x.device).div_(keep)
+        order = memory_order(x)
+        ctx.order, ctx.seed, ctx.threshold = order, seed, threshold
+        flat = _in_order(x, order)
+        kern = _compiled(x)
+        if kern is not None:
+            ctx.kept = None
+            ctx.scale = scale
+            out = _apply_compiled(kern, flat, seed, threshold, scale)
+        else:
+            bits = hash_bits(flat.numel(), seed, x.device) >> (32 - _BITS)
+            ctx.kept = (bits < threshold).view(flat.shape)
+            ctx.save_for_backward(scale)
+            zero = torch.zeros((), dtype=x.dtype, device=x.device)
+            out = torch.where(ctx.kept, flat * scale, zero)
+        return _out_of_order(out, order)
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat = _in_order(grad, ctx.order)
+        if ctx.kept is None:
+            out = _apply_compiled(jit.kernels("kernels"), flat, ctx.seed, ctx.threshold, ctx.scale)
+        else:
+            (scale,) = ctx.saved_tensors
+            zero = torch.zeros((), dtype=grad.dtype, device=grad.device)
+            out = torch.where(ctx.kept, flat * scale.to(grad.dtype), zero)
+        return _out_of_order(out, ctx.order), None, None, None
+
+
+def memory_order(x: Tensor) -> tuple[int, ...]:
+    """The permutation of ``x``'s dimensions that makes it contiguous (outermost first), or
+    the identity when no permutation does (an expanded or sliced view)."""
+    order = tuple(sorted(range(x.dim()), key=lambda d: -x.stride(d)))
+    if x.permute(order).is_contiguous():
+        return order
+    return tuple(range(x.dim()))
+
+
+def _in_order(x: Tensor, order: tuple[int, ...]) -> Tensor:
+    """``x`` permuted to ``order``, contiguous (a copy only when ``x`` is laid out otherwise)."""
+    return x.permute(order).contiguous()
+
+
+def _out_of_order(x: Tensor, order: tuple[int, ...]) -> Tensor:
+    """Undo :func:`_in_order`'s permutation: the caller's dimensions, in ``x``'s layout."""
+    inverse = sorted(range(len(order)), key=order.__getitem__)
+    return x.permute(inverse)
+
+
+def _apply_compiled(kern, flat: Tensor, seed: int, threshold: int, scale: Tensor) -> Tensor:
+    """The compiled mask applied to a contiguous tensor, in its memory order."""
+    out = torch.empty_like(flat)
+    kern.dropout_apply(
+        jit.view(flat).reshape(-1),
+        jit.view(out).reshape(-1),
+        seed,
+        threshold,
+        jit.view(scale)[()],
+    )
+    return out
 
 
 def hash_bits(count: int, seed: int, device: torch.device | str = "cpu") -> Tensor:

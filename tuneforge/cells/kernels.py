@@ -611,3 +611,19 @@ def dropout_mask(flat, seed, threshold, scale):  # pragma: no cover - compiled
         x = np.uint32(x * _LOWBIAS_2)
         x ^= x >> _U16
         flat[i] = scale if (x >> _U8) < bound else zero
+
+
+@njit(**_STEP)
+def dropout_apply(src, dst, seed, threshold, scale):  # pragma: no cover - compiled
+    """``dst[i] = src[i] * scale`` where element i is kept (the mask of :func:`dropout_mask`
+    for ``seed``), else 0, for 1-D arrays: dropout forward, and its backward from the same seed."""
+    key, bound = np.uint32(seed), np.uint32(threshold)
+    zero = scale - scale
+    for i in range(src.shape[0]):
+        x = np.uint32(np.uint32(i) * _GOLDEN) ^ key
+        x ^= x >> _U16
+        x = np.uint32(x * _LOWBIAS_1)
+        x ^= x >> _U15
+        x = np.uint32(x * _LOWBIAS_2)
+        x ^= x >> _U16
+        dst[i] = src[i] * scale if (x >> _U8) < bound else zero

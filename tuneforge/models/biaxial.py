@@ -29,9 +29,10 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from tuneforge.cells import build_stack
+from tuneforge.cells.dropout_mask import Dropout
 from tuneforge.errors import ConfigError
 from tuneforge.models.base import Drawer, MusicModel
 from tuneforge.models.frames import FrameBatch, FrameLogLik, meter_features, meter_width
@@ -114,7 +115,7 @@ class BiaxialModel(MusicModel):
             dropout=config.dropout,
             **config.cell_options,
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.note_axis = NoteAxis(
             context_size=self.time_axis.output_size,
             num_pitches=pitches,

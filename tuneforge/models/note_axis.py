@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tuneforge.cells import build_stack
+from tuneforge.cells.dropout_mask import Dropout
 from tuneforge.models.base import Drawer
 from tuneforge.models.frames import FrameLogLik
 
@@ -70,7 +71,7 @@ class NoteAxis(nn.Module):
             dropout=dropout,
             **cell_options,
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(self.rnn.output_size, self.values)
 
     def _base(self, context: Tensor) -> Tensor:

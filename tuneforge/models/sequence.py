@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from tuneforge.cells import build_stack
+from tuneforge.cells.dropout_mask import Dropout
 from tuneforge.errors import ConfigError
 from tuneforge.models.base import Drawer, MusicModel
 from tuneforge.models.frames import FrameBatch, FrameLogLik, meter_features, meter_width
@@ -99,7 +100,7 @@ class SequenceModel(MusicModel):
             dropout=config.dropout,
             **config.cell_options,
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.head = nn.Linear(self.rnn.output_size, pitches)
         self.note_axis = None
         if config.head == "note-axis":
