@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from tuneforge.cells import jit
-from tuneforge.cells.dropout_mask import Dropout, dropout, dropout_mask, hash_bits, keep_threshold
+from tuneforge.cells.dropout_mask import (
+    Dropout,
+    dropout,
+    dropout_mask,
+    hash_bits,
+    keep_threshold,
+    memory_order,
+)
 
 
 def _both_paths(like, keep, monkeypatch, seed=7):
@@ -78,38 +85,49 @@ def test_neighbouring_elements_are_uncorrelated():
     assert abs(bits.mean().item() / (1 << 24) - 0.5) < 0.002
 
 
-def _dropout_both_paths(x, p, monkeypatch, seed=11):
-    """Outputs and input gradients of ``dropout`` on the compiled and the torch path."""
-    results = []
-    for disabled in (False, True):
-        if disabled:
-            monkeypatch.setenv(jit.DISABLE_ENV, "1")
-        leaf = x.detach().clone().requires_grad_()
-        torch.manual_seed(seed)
-        out = dropout(leaf, p)
-        weights = torch.arange(1, out.numel() + 1, dtype=out.dtype).view(out.shape)
-        (out * weights).sum().backward()
-        results.append((out.detach(), leaf.grad))
-    monkeypatch.delenv(jit.DISABLE_ENV)
-    return results
+def _reference_dropout(x, p, seed):
+    """The hashed mask, from torch operations, applied to ``x`` in its memory order: what the
+    compiled path must give for the seed torch's generator yields after ``manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    key = int(torch.randint(0, 1 << 32, (1,)).item())
+    order = memory_order(x)
+    in_order = x.permute(order)
+    bits = hash_bits(x.numel(), key) >> 8
+    kept = (bits < keep_threshold(1 - p)).view(in_order.shape)
+    inverse = sorted(range(x.dim()), key=order.__getitem__)
+    scale = torch.tensor(1.0, dtype=x.dtype).div_(1 - p)
+    return kept.permute(inverse), scale
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("layout", ["contiguous", "transposed", "sliced"])
-def test_dropout_is_the_same_on_both_paths(dtype, layout, monkeypatch):
-    base = torch.randn(6, 40, 9, dtype=dtype)
-    x = {"contiguous": base, "transposed": base.transpose(0, 1), "sliced": base[:, ::2]}[layout]
-    (compiled, grad_c), (fallback, grad_f) = _dropout_both_paths(x, 0.3, monkeypatch)
-    assert torch.equal(compiled, fallback)
-    assert torch.equal(grad_c, grad_f)
-    kept = compiled != 0
+def test_compiled_dropout_matches_the_torch_reference(dtype, layout):
+    base = torch.randn(6, 40, 9, dtype=dtype, requires_grad=True)
+    views = {"contiguous": base * 1, "transposed": base.transpose(0, 1), "sliced": base[:, ::2]}
+    x = views[layout]
+    x.retain_grad()
+    torch.manual_seed(11)
+    out = dropout(x, 0.3)
+    weights = torch.arange(1, out.numel() + 1, dtype=dtype).view(out.shape)
+    (out * weights).sum().backward()
+    kept, scale = _reference_dropout(x.detach(), 0.3, 11)
+    assert torch.equal(out, torch.where(kept, x.detach() * scale, 0.0).to(dtype))
+    assert torch.equal(x.grad, torch.where(kept, weights * scale, 0.0).to(dtype))
     assert 0.55 < kept.double().mean().item() < 0.85  # keep 0.7 of 1,080 or 2,160 elements
-    scale = torch.tensor(1.0, dtype=dtype).div_(0.7)
-    assert torch.equal(compiled[kept], x[kept] * scale)
-    assert torch.equal(grad_c != 0, kept)  # the backward masks where the forward did
-    assert compiled.stride() == x.contiguous().stride() or layout == "transposed"
     if layout == "transposed":
-        assert compiled.stride() == x.stride()  # masked where it lies, no copy
+        assert out.stride() == x.stride()  # masked where it lies, no copy
+        assert memory_order(x) == (1, 0, 2)
+
+
+def test_torch_path_is_torchs_dropout(monkeypatch):
+    monkeypatch.setenv(jit.DISABLE_ENV, "1")
+    x = torch.randn(64, 80, requires_grad=True)
+    torch.manual_seed(3)
+    out = dropout(x, 0.25)
+    torch.manual_seed(3)
+    assert torch.equal(out, torch.nn.functional.dropout(x, 0.25))
+    out.sum().backward()
+    assert torch.equal(x.grad != 0, out != 0)
 
 
 @pytest.mark.parametrize("disabled", [False, True])
