@@ -47,5 +47,9 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
 fi
 say "installing tuneforge and its test tools"
 "$py" -m pip install -q -e ".[dev]"
+# numba compiles the cells' CPU kernels on first use; doing it here (about 15 s) spares a
+# first training or generation that wait.
+say "compiling the CPU kernels"
+.venv/bin/tuneforge cells --compile >/dev/null
 echo "$want" > "$stamp"
 say "done ($(.venv/bin/tuneforge --version))"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -42,3 +45,26 @@ def test_cells_table_names_every_cell():
 def test_cells_rejects_a_zero_hidden_size():
     result = runner.invoke(app, ["cells", "--hidden-size", "0"])
     assert result.exit_code == 2
+
+
+def test_compile_fills_numba_cache_so_a_second_process_compiles_nothing(tmp_path):
+    cache = tmp_path / "numba-cache"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    env.pop("TUNEFORGE_NO_NUMBA", None)
+    command = [sys.executable, "-m", "tuneforge", "cells", "--compile", "--json"]
+
+    def run() -> dict[str, str]:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return {row["name"]: row["path"] for row in json.loads(done.stdout)["compiled"]}
+
+    paths = run()
+    assert list(paths)[: len(cell_names())] == cell_names()
+    compiled = {"gru", "diag-rnn", "diag-lstm", "diag-gru", "gru-v1", "rru", "mogrifier"}
+    assert {name for name, path in paths.items() if path == "numba"} >= compiled
+    assert paths["note-axis scan (biaxial model)"] == "numba"
+    files = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    assert any(p.suffix == ".nbc" for p in files) and any(p.suffix == ".nbi" for p in files)
+    assert run() == paths
+    # Loaded from the cache, not compiled again: no cache file was written or added.
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == files

@@ -22,8 +22,19 @@ def cells(
     hidden_size: Annotated[int, typer.Option(min=1, help="Units per recurrent layer.")] = 256,
     num_layers: Annotated[int, typer.Option(min=1, help="Recurrent layers stacked.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    compile_kernels: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="Compile every cell's CPU kernels and the note-axis scan now, into numba's "
+            "on-disk cache, so that no later run waits for the compiler (set-up does this).",
+        ),
+    ] = False,
 ) -> None:
     """List every recurrent cell: name, kernel, parameters, description, paper and options."""
+    if compile_kernels:
+        _compile(as_json)
+        return
     # Imported here so that `tuneforge --help` does not load torch.
     from tuneforge.cells import ALIASES, CELLS, count_parameters
 
@@ -50,6 +61,21 @@ def cells(
         typer.echo(json.dumps({"settings": settings, "cells": rows}, indent=2))
         return
     _print_table(rows, input_size, hidden_size, num_layers)
+
+
+def _compile(as_json: bool) -> None:
+    """Run :func:`tuneforge.warm_up.warm_up` and report what ran, and how long it took."""
+    from tuneforge.warm_up import warm_up
+
+    warmed = warm_up()
+    if as_json:
+        rows = [{"name": w.name, "path": w.path, "seconds": w.seconds} for w in warmed]
+        typer.echo(json.dumps({"compiled": rows}, indent=2))
+        return
+    for w in warmed:
+        typer.echo(f"{w.name:<34} {w.path:<6} {w.seconds:6.2f} s")
+    total = sum(w.seconds for w in warmed)
+    typer.echo(f"compiled paths ready in {total:.1f} s")
 
 
 def _print_table(rows: list[dict], input_size: int, hidden_size: int, num_layers: int) -> None:
