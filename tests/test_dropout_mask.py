@@ -35,16 +35,22 @@ def test_compiled_and_torch_masks_are_equal(dtype, shape, monkeypatch):
     assert torch.equal(compiled, fallback)
 
 
-def test_the_compiled_kernel_is_the_one_that_ran(monkeypatch):
+def _spy_on_kernel(monkeypatch, name: str) -> list:
+    """The shapes of the first argument of every call of kernel ``name`` from now on."""
     kern = jit.kernels("kernels")
     calls = []
-    original = kern.dropout_mask
+    original = getattr(kern, name)
 
     def spy(*args):
         calls.append(args[0].shape)
         return original(*args)
 
-    monkeypatch.setattr(kern, "dropout_mask", spy)
+    monkeypatch.setattr(kern, name, spy)
+    return calls
+
+
+def test_the_compiled_kernel_is_the_one_that_ran(monkeypatch):
+    calls = _spy_on_kernel(monkeypatch, "dropout_mask")
     dropout_mask(torch.empty(4, 3, 5), 0.5)
     assert calls == [(60,)]
     monkeypatch.setenv(jit.DISABLE_ENV, "1")
@@ -144,15 +150,7 @@ def test_dropout_gradcheck_in_double(disabled, monkeypatch):
 
 
 def test_dropout_layer_runs_the_compiled_kernel_and_says_so(monkeypatch):
-    kern = jit.kernels("kernels")
-    calls = []
-    original = kern.dropout_apply
-
-    def spy(*args):
-        calls.append(args[0].shape)
-        return original(*args)
-
-    monkeypatch.setattr(kern, "dropout_apply", spy)
+    calls = _spy_on_kernel(monkeypatch, "dropout_apply")
     layer = Dropout(0.5)
     x = torch.randn(3, 4, requires_grad=True)
     layer(x).sum().backward()

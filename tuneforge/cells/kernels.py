@@ -599,18 +599,24 @@ _U16, _U15, _U8 = np.uint32(16), np.uint32(15), np.uint32(8)
 
 
 @njit(**_STEP)
+def _kept(i, key, bound):  # pragma: no cover - compiled
+    """Whether element ``i`` is kept: lowbias32(i * golden ^ key)'s top 24 bits < ``bound``."""
+    x = np.uint32(np.uint32(i) * _GOLDEN) ^ key
+    x ^= x >> _U16
+    x = np.uint32(x * _LOWBIAS_1)
+    x ^= x >> _U15
+    x = np.uint32(x * _LOWBIAS_2)
+    x ^= x >> _U16
+    return (x >> _U8) < bound
+
+
+@njit(**_STEP)
 def dropout_mask(flat, seed, threshold, scale):  # pragma: no cover - compiled
     """``flat[i] = scale`` where element i is kept, else 0, for the 1-D window ``flat``."""
     key, bound = np.uint32(seed), np.uint32(threshold)
     zero = scale - scale
     for i in range(flat.shape[0]):
-        x = np.uint32(np.uint32(i) * _GOLDEN) ^ key
-        x ^= x >> _U16
-        x = np.uint32(x * _LOWBIAS_1)
-        x ^= x >> _U15
-        x = np.uint32(x * _LOWBIAS_2)
-        x ^= x >> _U16
-        flat[i] = scale if (x >> _U8) < bound else zero
+        flat[i] = scale if _kept(i, key, bound) else zero
 
 
 @njit(**_STEP)
@@ -620,10 +626,4 @@ def dropout_apply(src, dst, seed, threshold, scale):  # pragma: no cover - compi
     key, bound = np.uint32(seed), np.uint32(threshold)
     zero = scale - scale
     for i in range(src.shape[0]):
-        x = np.uint32(np.uint32(i) * _GOLDEN) ^ key
-        x ^= x >> _U16
-        x = np.uint32(x * _LOWBIAS_1)
-        x ^= x >> _U15
-        x = np.uint32(x * _LOWBIAS_2)
-        x ^= x >> _U16
-        dst[i] = src[i] * scale if (x >> _U8) < bound else zero
+        dst[i] = src[i] * scale if _kept(i, key, bound) else zero
