@@ -66,13 +66,5 @@ def _warm_sampling(name: str, spec: dict) -> WarmedPath:
     started = time.perf_counter()
     model = build_model(dict(spec), seed=0).eval()
     sample_rolls(model, num_steps=2)
-    scan = getattr(_note_axis(model), "last_scan", None)
-    path = "numba" if scan == "compiled" else "torch"
+    path = "numba" if model.note_axis.last_scan == "compiled" else "torch"
     return WarmedPath(name, path, time.perf_counter() - started)
-
-
-def _note_axis(model: torch.nn.Module):
-    for module in model.modules():
-        if hasattr(module, "last_scan"):
-            return module
-    return None

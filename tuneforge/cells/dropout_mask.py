@@ -65,7 +65,11 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """
     if not training or p == 0.0:
         return x
-    kern = _compiled(x)
+    return _drop(x, p, _compiled(x))
+
+
+def _drop(x: Tensor, p: float, kern) -> Tensor:
+    """Dropout in training: the compiled kernel ``kern``, or torch's dropout without one."""
     if kern is None:
         return F.dropout(x, p, training=True)
     keep = 1.0 - p
@@ -90,9 +94,11 @@ class Dropout(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(any shape) -> the same shape."""
-        if self.training and self.p > 0.0:
-            self.last_path = "numba" if _compiled(x) is not None else "torch"
-        return dropout(x, self.p, self.training)
+        if not self.training or self.p == 0.0:
+            return x
+        kern = _compiled(x)
+        self.last_path = "numba" if kern is not None else "torch"
+        return _drop(x, self.p, kern)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
